@@ -1,0 +1,342 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/closeload/closeload/results"
+)
+
+// Sampling interval bounds: below 10 ms a sample of many sockets would cost
+// more than the interval it describes.
+const (
+	DefaultInterval = time.Second
+	MinInterval     = 10 * time.Millisecond
+)
+
+// ErrInterval marks an --interval below MinInterval.
+var ErrInterval = errors.New("interval below the minimum of 10ms")
+
+// maxErrors bounds the distinct error messages kept in CollectorHealth.
+const maxErrors = 10
+
+// SamplerConfig configures a Sampler.
+type SamplerConfig struct {
+	// ProcRoot is the procfs root (default "/proc").
+	ProcRoot string
+	// Source is "auto" (netlink, falling back to proc), "netlink" or "proc".
+	Source string
+	// Interval between samples: default 1s, minimum 10ms.
+	Interval time.Duration
+	// Ports selects sockets whose local or remote port is one of them;
+	// empty counts every TCP socket.
+	Ports []uint16
+	// Workload returns the workload's cumulative counts; may be nil.
+	Workload func() WorkloadCounts
+	// OnSample, when set, is called after each sample (live display), from
+	// the sampler's goroutine.
+	OnSample func(results.Sample)
+	// NetnsPath counts sockets in another network namespace (see
+	// StateQuery.NetnsPath); empty for the caller's own.
+	NetnsPath string
+}
+
+// WorkloadCounts are the workload's cumulative totals; the Sampler turns
+// them into per-interval figures (Held is a level, kept as is).
+type WorkloadCounts struct{ Cycles, Errors, Attempts, Held uint64 }
+
+// SamplerResult is everything a Sampler measured.
+type SamplerResult struct {
+	Series []results.Sample
+	// Counters holds whole-run deltas of every counter read, sorted by
+	// name, with their scope (netns or global).
+	Counters []results.CounterDelta
+	// Peaks holds, per state, the highest total and the highest orphan
+	// count seen in any sample (each maximum on its own).
+	Peaks  map[string]results.StateCount
+	Health results.CollectorHealth
+}
+
+// Sampler takes one sample every interval in its own goroutine: socket
+// states of the run's ports, kernel counter deltas and the workload's
+// progress. A failing source is recorded in the health and skipped.
+type Sampler struct {
+	cfg      SamplerConfig
+	states   *StateSource
+	counters *counterReader
+
+	mu        sync.Mutex
+	base      map[string]int64 // counters at NewSampler
+	prev      map[string]int64 // counters at the previous sample
+	cur       map[string]int64
+	baseOK    bool
+	start     time.Time
+	ticks     int64
+	prevWork  WorkloadCounts
+	counts    Counts
+	peakTotal [NumStates]uint64
+	peakOrph  [NumStates]uint64
+	peakUnk   uint64
+	series    []results.Sample
+	health    results.CollectorHealth
+	errCounts map[string]int
+	errOrder  []string
+	costSum   time.Duration
+	stateOK   bool // at least one state count succeeded
+
+	stop    chan struct{}
+	done    chan struct{}
+	started bool
+	result  *SamplerResult
+}
+
+// ValidateInterval checks an --interval value; 0 means the default.
+func ValidateInterval(d time.Duration) (time.Duration, error) {
+	if d == 0 {
+		return DefaultInterval, nil
+	}
+	if d < MinInterval {
+		return 0, fmt.Errorf("--interval %v: %w", d, ErrInterval)
+	}
+	return d, nil
+}
+
+// NewSampler validates cfg, opens the state source and reads the counters'
+// baseline. An explicit --collector-source that cannot be opened is an
+// error; with "auto" a refused netlink socket falls back to /proc.
+func NewSampler(cfg SamplerConfig) (*Sampler, error) {
+	var err error
+	if cfg.Interval, err = ValidateInterval(cfg.Interval); err != nil {
+		return nil, err
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = DefaultProcRoot
+	}
+	if cfg.Source == "" {
+		cfg.Source = SourceAuto
+	}
+	st, err := OpenStateSource(StateQuery{ProcRoot: cfg.ProcRoot, Source: cfg.Source, Ports: cfg.Ports, NetnsPath: cfg.NetnsPath})
+	if err != nil {
+		return nil, err
+	}
+	s := &Sampler{
+		cfg:       cfg,
+		states:    st,
+		counters:  newCounterReader(cfg.ProcRoot),
+		base:      make(map[string]int64, 160),
+		prev:      make(map[string]int64, 160),
+		cur:       make(map[string]int64, 160),
+		errCounts: map[string]int{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	s.health.IntervalNs = int64(cfg.Interval)
+	s.health.Ports = append([]uint16(nil), cfg.Ports...)
+	n, err := s.counters.read(s.base)
+	s.health.ParseErrors += uint64(n)
+	if err != nil {
+		s.recordErr("counters at start: " + err.Error())
+	}
+	s.baseOK = len(s.base) > 0
+	for k, v := range s.base {
+		s.prev[k] = v
+	}
+	if cfg.Workload != nil {
+		s.prevWork = cfg.Workload()
+	}
+	s.start = time.Now()
+	return s, nil
+}
+
+// Start samples every Interval in its own goroutine until Stop.
+func (s *Sampler) Start() {
+	s.mu.Lock()
+	if s.started || s.result != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.started = true
+	s.start = time.Now()
+	s.mu.Unlock()
+	go s.loop()
+}
+
+func (s *Sampler) loop() {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.sampleAndNotify(now, false)
+		}
+	}
+}
+
+func (s *Sampler) sampleAndNotify(now time.Time, final bool) {
+	smp := s.sample(now, final)
+	if s.cfg.OnSample != nil {
+		s.cfg.OnSample(smp)
+	}
+}
+
+// sample takes one sample. It runs on the sampler goroutine, or in Stop
+// after that goroutine ended.
+func (s *Sampler) sample(now time.Time, final bool) results.Sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !final {
+		// Ticks the ticker dropped because a sample overran its interval.
+		n := int64(now.Sub(s.start) / s.cfg.Interval)
+		if n > s.ticks+1 {
+			s.health.Missed += int(n - s.ticks - 1)
+		}
+		if n > s.ticks {
+			s.ticks = n
+		}
+	}
+	t0 := time.Now()
+	smp := results.Sample{T: t0, Elapsed: t0.Sub(s.start).Seconds()}
+
+	if err := s.states.Count(&s.counts); err != nil {
+		s.recordErr("socket states: " + err.Error())
+		smp.Missing = append(smp.Missing, "states")
+	} else {
+		s.stateOK = true
+		s.health.ParseErrors += s.counts.ParseErrors
+		smp.States = s.counts.Map()
+		for i := range s.counts.Total {
+			s.peakTotal[i] = max(s.peakTotal[i], s.counts.Total[i])
+			s.peakOrph[i] = max(s.peakOrph[i], s.counts.Orphaned[i])
+		}
+		s.peakUnk = max(s.peakUnk, s.counts.Unknown)
+	}
+	for _, n := range s.states.TakeNotes() {
+		s.health.Notes = append(s.health.Notes, n)
+	}
+
+	clear(s.cur)
+	n, err := s.counters.read(s.cur)
+	s.health.ParseErrors += uint64(n)
+	if err != nil {
+		s.recordErr("counters: " + err.Error())
+	}
+	if len(s.cur) == 0 {
+		smp.Missing = append(smp.Missing, "counters")
+	} else {
+		smp.Counters = map[string]int64{}
+		for k, v := range s.cur {
+			if p, ok := s.prev[k]; ok && v != p {
+				smp.Counters[k] = v - p
+			}
+		}
+		if len(smp.Counters) == 0 {
+			smp.Counters = nil
+		}
+		for k, v := range s.cur {
+			s.prev[k] = v
+		}
+		if !s.baseOK {
+			// The baseline failed: deltas run from the first good read.
+			for k, v := range s.cur {
+				s.base[k] = v
+			}
+			s.baseOK = true
+		}
+	}
+
+	if s.cfg.Workload != nil {
+		w := s.cfg.Workload()
+		smp.Cycles = w.Cycles - s.prevWork.Cycles
+		smp.Errors = w.Errors - s.prevWork.Errors
+		smp.Attempts = w.Attempts - s.prevWork.Attempts
+		smp.Held = w.Held
+		s.prevWork = w
+	}
+
+	cost := time.Since(t0)
+	s.costSum += cost
+	s.health.MaxCostNs = max(s.health.MaxCostNs, int64(cost))
+	s.health.Samples++
+	s.series = append(s.series, smp)
+	return smp
+}
+
+func (s *Sampler) recordErr(msg string) {
+	if _, ok := s.errCounts[msg]; !ok {
+		s.errOrder = append(s.errOrder, msg)
+	}
+	s.errCounts[msg]++
+}
+
+// Stop takes a final sample (covering the last, partial interval), stops
+// the goroutine and returns everything. Later calls return the same result.
+func (s *Sampler) Stop() SamplerResult {
+	s.mu.Lock()
+	if s.result != nil {
+		r := *s.result
+		s.mu.Unlock()
+		return r
+	}
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		close(s.stop)
+		<-s.done
+	}
+	s.sampleAndNotify(time.Now(), true)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := SamplerResult{Series: s.series, Peaks: map[string]results.StateCount{}}
+	for i, name := range StateNames {
+		if name != "" && s.peakTotal[i] > 0 {
+			r.Peaks[name] = results.StateCount{Total: s.peakTotal[i], Orphaned: s.peakOrph[i]}
+		}
+	}
+	if s.peakUnk > 0 {
+		r.Peaks["UNKNOWN"] = results.StateCount{Total: s.peakUnk}
+	}
+	if s.baseOK {
+		names := make([]string, 0, len(s.prev))
+		for k := range s.prev {
+			if _, ok := s.base[k]; ok {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			r.Counters = append(r.Counters, results.CounterDelta{Name: k, Delta: s.prev[k] - s.base[k], Scope: CounterScope(k)})
+		}
+	}
+	h := s.health
+	if s.stateOK {
+		h.Source = s.states.Name()
+	} else {
+		h.Source = "none"
+	}
+	h.FallbackReason = s.states.FallbackReason()
+	h.DumpRetries = s.states.DumpRetries()
+	if h.Samples > 0 {
+		h.MeanCostNs = int64(s.costSum) / int64(h.Samples)
+	}
+	for i, msg := range s.errOrder {
+		if i == maxErrors {
+			h.Errors = append(h.Errors, fmt.Sprintf("... and %d more distinct errors", len(s.errOrder)-maxErrors))
+			break
+		}
+		if c := s.errCounts[msg]; c > 1 {
+			msg = fmt.Sprintf("%s (%d times)", msg, c)
+		}
+		h.Errors = append(h.Errors, msg)
+	}
+	r.Health = h
+	s.states.Close()
+	s.result = &r
+	return r
+}

@@ -1,0 +1,159 @@
+package sysctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// IsolatedEnv is set in the environment of a process re-executed by
+// IsolatedCommand: "1" in a fresh network namespace, "userns" when a user
+// namespace was created too (the caller was not root).
+const IsolatedEnv = "CLOSELOAD_ISOLATED"
+
+// ErrIsolation marks a failure to create the namespaces of an isolated run.
+var ErrIsolation = errors.New("cannot create an isolated network namespace")
+
+// ChildStopDelay is how long an isolated child has, after the parent's
+// context ends and it is sent SIGTERM, to write its partial record before
+// it is killed.
+const ChildStopDelay = 30 * time.Second
+
+// IsolationAttr returns the attributes that start a process in a fresh
+// network namespace: CLONE_NEWNET as root; CLONE_NEWUSER|CLONE_NEWNET with
+// the caller's uid and gid mapped to root inside otherwise, so unprivileged
+// users can compare settings too. The child dies with its parent.
+func IsolationAttr() (attr *syscall.SysProcAttr, userns bool) {
+	a := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() != 0 {
+		a.Cloneflags |= syscall.CLONE_NEWUSER
+		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+		a.GidMappingsEnableSetgroups = false
+		return a, true
+	}
+	return a, false
+}
+
+// IsolatedCommand re-executes the current binary with args in a fresh
+// network namespace (and user namespace when not root). stdin, stdout and
+// stderr are inherited; the environment gains IsolatedEnv. When ctx ends the
+// child gets SIGTERM (so it can write its interrupted record) and is killed
+// ChildStopDelay later. Start errors are best passed through ExplainStart.
+func IsolatedCommand(ctx context.Context, args []string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	attr, userns := IsolationAttr()
+	cmd.SysProcAttr = attr
+	mode := "1"
+	if userns {
+		mode = "userns"
+	}
+	env := make([]string, 0, len(os.Environ())+1)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, IsolatedEnv+"=") {
+			env = append(env, e)
+		}
+	}
+	cmd.Env = append(env, IsolatedEnv+"="+mode)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = ChildStopDelay
+	return cmd
+}
+
+// InIsolatedChild reports whether this process was started by
+// IsolatedCommand, and the namespace mode for the record's provenance:
+// "isolated" or "isolated-userns".
+func InIsolatedChild() (bool, string) {
+	switch os.Getenv(IsolatedEnv) {
+	case "":
+		return false, ""
+	case "userns":
+		return true, "isolated-userns"
+	default:
+		return true, "isolated"
+	}
+}
+
+// PrepareIsolatedChild readies a fresh namespace for a run: loopback up
+// (a new namespace starts with it down).
+func PrepareIsolatedChild() error {
+	if err := LoopbackUp(); err != nil {
+		return fmt.Errorf("isolated child: bring loopback up: %w", err)
+	}
+	return nil
+}
+
+// LoopbackUp sets the loopback interface of the current network namespace
+// up; a fresh namespace starts with it down.
+func LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// ExplainStart turns a failure to start an isolated child into an error
+// that says why the kernel refused and what to do; other errors pass
+// through unchanged.
+func ExplainStart(err error) error {
+	if err == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err
+	}
+	switch errno {
+	case syscall.EPERM, syscall.EACCES, syscall.ENOSPC, syscall.EINVAL, syscall.EUSERS:
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %v (%s)", ErrIsolation, err, UsernsHint(DefaultProcRoot))
+}
+
+// UsernsHint says what on this machine may stop a namespace from being
+// created: not being root while unprivileged user namespaces are disabled.
+func UsernsHint(procRoot string) string {
+	if os.Geteuid() == 0 {
+		return "creating a network namespace needs CAP_SYS_ADMIN; in a container, run it privileged or with --host-sysctl"
+	}
+	var why []string
+	if v, err := os.ReadFile(procRoot + "/sys/kernel/unprivileged_userns_clone"); err == nil && strings.TrimSpace(string(v)) == "0" {
+		why = append(why, "kernel.unprivileged_userns_clone=0")
+	}
+	if v, err := os.ReadFile(procRoot + "/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(v)) == "0" {
+		why = append(why, "user.max_user_namespaces=0")
+	}
+	if v, err := os.ReadFile(procRoot + "/sys/kernel/apparmor_restrict_unprivileged_userns"); err == nil && strings.TrimSpace(string(v)) == "1" {
+		why = append(why, "kernel.apparmor_restrict_unprivileged_userns=1")
+	}
+	if len(why) == 0 {
+		return "unprivileged user namespaces appear to be refused on this machine; run as root, or ask the administrator to allow them"
+	}
+	return "unprivileged user namespaces are disabled here (" + strings.Join(why, ", ") + "); run as root, or ask the administrator to allow them"
+}

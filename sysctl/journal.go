@@ -1,0 +1,370 @@
+package sysctl
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Sentinel errors of host mode.
+var (
+	ErrNotRoot        = errors.New("host mode needs root")
+	ErrJournalExists  = errors.New("a sysctl journal already exists")
+	ErrJournalDamaged = errors.New("damaged sysctl journal")
+	ErrJournalBoot    = errors.New("sysctl journal belongs to another boot")
+	ErrJournalNetns   = errors.New("sysctl journal belongs to another network namespace")
+	ErrChangedSince   = errors.New("sysctl changed by someone else since closeload set it")
+	ErrJournalInUse   = errors.New("the run that wrote this sysctl journal is still running")
+)
+
+// JournalVersion is bumped when the journal format changes meaning.
+const JournalVersion = 1
+
+// DefaultJournalPath is where host mode journals old values unless told
+// otherwise: /run is cleared at boot, like the values it records, and one
+// fixed name keeps two host-mode runs from changing the host at once.
+const DefaultJournalPath = "/run/closeload/host-sysctl.json"
+
+// geteuid is replaced in tests that run host mode against a fake /proc.
+var geteuid = os.Geteuid
+
+// JournalEntry is one key closeload changed: the value it found (Old) and
+// the one it wrote (New).
+type JournalEntry struct {
+	Key string `json:"key"`
+	Old string `json:"old"`
+	New string `json:"new"`
+}
+
+// Journal records, before anything changes, the host values a host-mode run
+// is about to overwrite, so they come back on exit, on a signal, on a panic
+// (Restore) and after kill -9 (RestoreJournal from another process).
+type Journal struct {
+	Version int `json:"version"`
+	// BootID is /proc/sys/kernel/random/boot_id when the journal was
+	// written: after a reboot the kernel has reset the values itself, and
+	// restoring would overwrite settings made since.
+	BootID string `json:"boot_id"`
+	// Netns identifies the network namespace ("net:[4026531840]"): the
+	// values belong to it and to no other.
+	Netns string `json:"netns"`
+	PID   int    `json:"pid"`
+	// Exe is the binary of the writing process: with PID it tells whether
+	// that run is still alive (and will restore by itself).
+	Exe      string         `json:"exe"`
+	Created  time.Time      `json:"created"`
+	ProcRoot string         `json:"proc_root"`
+	Entries  []JournalEntry `json:"entries"`
+	// Checksum is the SHA-256 of the journal with this field empty; a
+	// journal that does not match is damaged and restores nothing.
+	Checksum string `json:"checksum"`
+
+	path     string
+	mu       sync.Mutex
+	restored bool
+	stopSig  func()
+}
+
+// Path is the journal's file.
+func (j *Journal) Path() string { return j.path }
+
+// ApplyHost changes the host's sysctls for a host-mode run: it checks for
+// root and for a leftover journal, reads the old values, writes the journal
+// and fsyncs it, and only then applies the values (all or nothing). The
+// caller must defer j.Restore(), and should call j.RestoreOnSignal().
+func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	if journalPath == "" {
+		journalPath = DefaultJournalPath
+	}
+	if geteuid() != 0 {
+		return nil, fmt.Errorf("%w: --host-sysctl changes the whole host's settings; run as root, or drop --host-sysctl to compare settings in an isolated network namespace (no root needed)", ErrNotRoot)
+	}
+	if _, err := os.Lstat(journalPath); err == nil {
+		return nil, fmt.Errorf("%w: %s: a host-mode run is in progress or ended without restoring; run 'closeload sysctl restore %s' first", ErrJournalExists, journalPath, journalPath)
+	}
+	j := &Journal{
+		Version:  JournalVersion,
+		BootID:   bootID(procRoot),
+		Netns:    netnsID(procRoot),
+		PID:      os.Getpid(),
+		Exe:      selfExe(),
+		Created:  time.Now().UTC(),
+		ProcRoot: procRoot,
+		path:     journalPath,
+	}
+	if j.BootID == "" {
+		return nil, fmt.Errorf("host mode: cannot read %s, which the journal needs to tell a reboot from a crash", filepath.Join(procRoot, "sys/kernel/random/boot_id"))
+	}
+	for _, a := range as {
+		old, err := Read(procRoot, a.Key)
+		if err != nil {
+			return nil, err
+		}
+		j.Entries = append(j.Entries, JournalEntry{Key: a.Key, Old: old, New: a.Value})
+	}
+	if err := j.write(); err != nil {
+		return nil, err
+	}
+	if err := Apply(procRoot, as); err != nil {
+		// Apply put back what it wrote; the journal has nothing to do.
+		os.Remove(journalPath)
+		return nil, err
+	}
+	return j, nil
+}
+
+// Restore puts back the old values and removes the journal. It may be
+// called more than once (deferred, from a signal, from a panic handler);
+// only the first call acts. A key someone else changed since closeload set
+// it is left alone and named in the error (ErrChangedSince).
+func (j *Journal) Restore() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.restored {
+		return nil
+	}
+	j.restored = true
+	if j.stopSig != nil {
+		j.stopSig()
+	}
+	return restoreEntries(j.ProcRoot, j.path, j.Entries)
+}
+
+// RestoreOnSignal restores the values as soon as SIGINT, SIGTERM or SIGHUP
+// arrives, without waiting for the run to wind down; it does not end the
+// process (the caller's own signal handling does). Restore stops it.
+func (j *Journal) RestoreOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	var once sync.Once
+	j.mu.Lock()
+	j.stopSig = func() { once.Do(func() { signal.Stop(ch); close(done) }) }
+	j.mu.Unlock()
+	go func() {
+		select {
+		case <-ch:
+			_ = j.Restore()
+		case <-done:
+		}
+	}()
+}
+
+// RestoreJournal restores the values a journal recorded, for a run that
+// could not do it itself (kill -9, power cut of the process). It refuses,
+// changing nothing, when the journal is damaged, from another boot or from
+// another network namespace.
+func RestoreJournal(path, procRoot string) error {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	j, err := LoadJournal(path)
+	if err != nil {
+		return err
+	}
+	if cur := bootID(procRoot); j.BootID != cur {
+		return fmt.Errorf("%w: %s was written during boot %s, this is boot %s: the reboot already reset these values, so nothing was restored; delete the journal", ErrJournalBoot, path, j.BootID, cur)
+	}
+	if j.PID != os.Getpid() && j.Exe != "" && exeOf(procRoot, j.PID) == j.Exe {
+		return fmt.Errorf("%w: %s (pid %d, %s) restores its values when it ends; stop it with SIGTERM rather than restoring under it", ErrJournalInUse, path, j.PID, j.Exe)
+	}
+	if cur := netnsID(procRoot); j.Netns != cur {
+		return fmt.Errorf("%w: %s records namespace %s, this process is in %s; nothing was restored (run the restore in that namespace)", ErrJournalNetns, path, j.Netns, cur)
+	}
+	return restoreEntries(procRoot, path, j.Entries)
+}
+
+// LoadJournal reads and checks a journal without acting on it.
+func LoadJournal(path string) (*Journal, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var j Journal
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v; nothing was restored", ErrJournalDamaged, path, err)
+	}
+	if j.Version != JournalVersion {
+		return nil, fmt.Errorf("%w: %s: version %d, this closeload reads %d; nothing was restored", ErrJournalDamaged, path, j.Version, JournalVersion)
+	}
+	sum, err := j.checksum()
+	if err != nil || sum != j.Checksum {
+		return nil, fmt.Errorf("%w: %s: checksum does not match its contents (edited or torn); nothing was restored", ErrJournalDamaged, path)
+	}
+	if j.BootID == "" || len(j.Entries) == 0 {
+		return nil, fmt.Errorf("%w: %s: no boot id or no entries; nothing was restored", ErrJournalDamaged, path)
+	}
+	for _, e := range j.Entries {
+		if err := CheckName(e.Key, true); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v; nothing was restored", ErrJournalDamaged, path, err)
+		}
+		if _, known := byName[e.Key]; known {
+			if _, err := NormalizeValue(e.Key, e.Old); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v; nothing was restored", ErrJournalDamaged, path, err)
+			}
+		}
+	}
+	j.path = path
+	return &j, nil
+}
+
+// restoreEntries writes back old values in reverse order. A key whose value
+// is neither what closeload wrote nor the old one was changed by someone
+// else and is left alone. The journal is removed unless a write failed.
+func restoreEntries(procRoot, path string, entries []JournalEntry) error {
+	var failed, changed []string
+	var errs []error
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		cur, err := Read(procRoot, e.Key)
+		if err != nil {
+			errs = append(errs, err)
+			failed = append(failed, e.Key)
+			continue
+		}
+		switch cur {
+		case e.Old:
+			continue
+		case e.New:
+			if err := write(procRoot, e.Key, e.Old); err != nil {
+				errs = append(errs, err)
+				failed = append(failed, e.Key)
+			}
+		default:
+			changed = append(changed, fmt.Sprintf("%s is %q (closeload set %q, found %q)", e.Key, cur, e.New, e.Old))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("restore %s: %s not restored, journal kept: %w", path, strings.Join(failed, ", "), errors.Join(errs...))
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("restore: values restored but journal not removed: %w", err)
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("%w, left as it is: %s", ErrChangedSince, strings.Join(changed, "; "))
+	}
+	return nil
+}
+
+func (j *Journal) checksum() (string, error) {
+	data, err := json.Marshal(journalBody{j.Version, j.BootID, j.Netns, j.PID, j.Exe, j.Created, j.ProcRoot, j.Entries})
+	if err != nil {
+		return "", err
+	}
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:]), nil
+}
+
+// journalBody is what the checksum covers: every field but the checksum.
+type journalBody struct {
+	Version  int
+	BootID   string
+	Netns    string
+	PID      int
+	Exe      string
+	Created  time.Time
+	ProcRoot string
+	Entries  []JournalEntry
+}
+
+// write stores the journal durably: temporary file, fsync, rename, fsync of
+// the directory, so that it survives kill -9 and a crash right after.
+func (j *Journal) write() error {
+	sum, err := j.checksum()
+	if err != nil {
+		return err
+	}
+	j.Checksum = sum
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(j.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("sysctl journal: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(j.path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("sysctl journal: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, werr := f.Write(append(data, '\n'))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, j.path)
+	}
+	if werr != nil {
+		return fmt.Errorf("sysctl journal %s: %w", j.path, werr)
+	}
+	if d, err := os.Open(dir); err == nil {
+		werr = d.Sync()
+		d.Close()
+	}
+	if werr != nil {
+		return fmt.Errorf("sysctl journal %s: sync directory: %w", j.path, werr)
+	}
+	return nil
+}
+
+// bootID identifies the current boot; empty when unreadable.
+func bootID(procRoot string) string {
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/random/boot_id"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// netnsID identifies the calling process's network namespace under
+// procRoot (a fake tree may hold a plain file there).
+func netnsID(procRoot string) string {
+	p := filepath.Join(procRoot, "self/ns/net")
+	if s, err := os.Readlink(p); err == nil {
+		return s
+	}
+	if b, err := os.ReadFile(p); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
+// selfExe is this process's binary, "" when unknown.
+func selfExe() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return exe
+}
+
+// exeOf is the binary of a live process under procRoot, "" when it is gone.
+func exeOf(procRoot string, pid int) string {
+	s, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return ""
+	}
+	return s
+}

@@ -1,0 +1,151 @@
+package sysctl
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// DefaultProcRoot is where /proc is mounted; tests pass a fake tree instead.
+const DefaultProcRoot = "/proc"
+
+// Sentinel errors of reading and writing keys.
+var (
+	ErrNotHere = errors.New("sysctl not present here")
+	ErrRefused = errors.New("kernel refused the value")
+)
+
+// keyPath turns a dotted name into its path below the /proc root. Names are
+// checked (CheckName) before they get here; the Clean is a second guard.
+func keyPath(name string) string {
+	return filepath.Join("sys", filepath.Clean("/" + strings.ReplaceAll(name, ".", "/"))[1:])
+}
+
+// File is the absolute path of a key under procRoot ("" means /proc).
+func File(procRoot, name string) string {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	return filepath.Join(procRoot, keyPath(name))
+}
+
+// normalize joins a value's fields with single spaces, as Snapshot and
+// Assignment values are compared.
+func normalize(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Read returns a key's current value, whitespace normalised.
+func Read(procRoot, name string) (string, error) {
+	b, err := os.ReadFile(File(procRoot, name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%w: %s (%s)", ErrNotHere, name, notHereWhy(name))
+		}
+		return "", fmt.Errorf("read %s: %w", name, err)
+	}
+	return normalize(string(b)), nil
+}
+
+func notHereWhy(name string) string {
+	if k, ok := byName[name]; ok && k.Scope == ScopeGlobal {
+		return "a global key: the kernel shows it only in the host's initial network namespace"
+	}
+	return "this kernel has no such key, or it is global and this is not the host's initial network namespace"
+}
+
+// Snapshot reads every registry key under procRoot. Keys this kernel or this
+// namespace does not offer (global keys inside a namespace) are omitted, so
+// a record says exactly what was visible where the run happened.
+func Snapshot(procRoot string) map[string]string {
+	m := make(map[string]string, len(registry))
+	for _, k := range registry {
+		if v, err := Read(procRoot, k.Name); err == nil {
+			m[k.Name] = v
+		}
+	}
+	return m
+}
+
+// SnapshotWith is Snapshot plus the keys of as that are outside the
+// registry (--allow-unknown-sysctl), so that before/after cover them too.
+func SnapshotWith(procRoot string, as []Assignment) map[string]string {
+	m := Snapshot(procRoot)
+	for _, a := range as {
+		if _, known := byName[a.Key]; known {
+			continue
+		}
+		if v, err := Read(procRoot, a.Key); err == nil {
+			m[a.Key] = v
+		}
+	}
+	return m
+}
+
+// write sets one key and reads it back; a value the kernel silently changes
+// (clamps, truncates) is reported, since the run would not measure what the
+// user asked for.
+func write(procRoot, name, value string) error {
+	path := File(procRoot, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s (%s)", ErrNotHere, name, notHereWhy(name))
+		}
+		return fmt.Errorf("set %s: %w", name, err)
+	}
+	_, werr := f.WriteString(value + "\n")
+	cerr := f.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		if errors.Is(werr, syscall.EINVAL) {
+			note := ""
+			if k, ok := byName[name]; ok && k.Note != "" {
+				note = "; " + k.Note
+			}
+			return fmt.Errorf("%w: %s=%q: %v%s", ErrRefused, name, value, werr, note)
+		}
+		return fmt.Errorf("set %s=%q: %w", name, value, werr)
+	}
+	got, err := Read(procRoot, name)
+	if err != nil {
+		return err
+	}
+	if got != normalize(value) {
+		return fmt.Errorf("%w: %s=%q reads back as %q", ErrRefused, name, value, got)
+	}
+	return nil
+}
+
+// Apply sets every assignment under procRoot in order. If one fails, those
+// already written are put back to their old values before the error is
+// returned: no partial change.
+func Apply(procRoot string, as []Assignment) error {
+	olds := make([]string, len(as))
+	for i, a := range as {
+		v, err := Read(procRoot, a.Key)
+		if err != nil {
+			return err
+		}
+		olds[i] = v
+	}
+	for i, a := range as {
+		if err := write(procRoot, a.Key, a.Value); err != nil {
+			var rerrs []error
+			for j := i - 1; j >= 0; j-- {
+				if rerr := write(procRoot, as[j].Key, olds[j]); rerr != nil {
+					rerrs = append(rerrs, rerr)
+				}
+			}
+			if len(rerrs) > 0 {
+				return fmt.Errorf("%w; and putting back earlier keys failed: %w", err, errors.Join(rerrs...))
+			}
+			return err
+		}
+	}
+	return nil
+}

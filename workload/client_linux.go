@@ -1,0 +1,345 @@
+package workload
+
+import (
+	"bytes"
+	"errors"
+	"sync/atomic"
+
+	"github.com/closeload/closeload/collector"
+	"golang.org/x/sys/unix"
+)
+
+// worker runs client halves one connection after another. It owns its
+// counters, its latency recorder and its buffers: nothing on its path is
+// shared with another worker.
+type worker struct {
+	id    int
+	pool  *Pool
+	rec   *collector.LatencyRecorder
+	c     []sideCounters // per mix index
+	buf   []byte
+	srcs  []sockaddr
+	dst   []sockaddr // per mix index
+	nsrc  int
+	n     uint64       // connections started, picks the mix slot
+	curFD atomic.Int32 // descriptor in use, -1 when none; for the forced stop
+}
+
+// outcome is what one connection did, filled in by a client half.
+type outcome struct {
+	t        collector.Timings
+	sent     uint64
+	received uint64
+	verified uint64
+	eof      bool
+	reset    bool // a reset the scenario expects
+	lost     bool // the response did not arrive whole (unread-close)
+	err      error
+}
+
+// cycle makes one connection of scenario mix[i], intended to start at
+// intended (now() clock; equal to the actual start in closed loop).
+func (w *worker) cycle(i int, intended int64) {
+	p := w.pool
+	c := &w.c[i]
+	c.attempts.Add(1)
+	var o outcome
+	start := now()
+	fd, err := w.dial(i)
+	connected := now()
+	if err != nil {
+		o.err = err
+	} else {
+		o.t[collector.PhaseConnect] = connected - start
+		w.curFD.Store(int32(fd))
+		p.client[p.cfg.Mix.Entries[i].Scenario](w, fd, &o, connected)
+		w.curFD.Store(-1)
+	}
+	o.t[collector.PhaseTotal] = now() - intended
+	if p.forced.Load() {
+		// Shut down by a forced stop: not the scenario's doing, not counted.
+		c.attempts.Add(^uint64(0))
+		return
+	}
+	if o.sent > 0 {
+		c.sent.Add(o.sent)
+	}
+	if o.received > 0 {
+		c.received.Add(o.received)
+	}
+	if o.verified > 0 {
+		c.verified.Add(o.verified)
+	}
+	if o.eof {
+		c.eof.Add(1)
+	}
+	if o.reset {
+		c.reset.Add(1)
+	}
+	if o.lost {
+		c.lost.Add(1)
+	}
+	if o.err != nil {
+		cl := Classify(o.err)
+		c.errors[cl].Add(1)
+		p.examples[i].note(cl, o.err)
+		return
+	}
+	c.cycles.Add(1)
+	w.rec.Record(i, &o.t)
+}
+
+// dial opens, binds (spreading sources) and connects a socket.
+func (w *worker) dial(i int) (int, error) {
+	dst := &w.dst[i]
+	fd, err := rawSocket(dst.family)
+	if err != nil {
+		return -1, err
+	}
+	if w.nsrc > 0 {
+		src := &w.srcs[w.n%uint64(w.nsrc)]
+		if err := rawBindNoPort(fd, src); err != nil {
+			rawClose(fd)
+			return -1, err
+		}
+	}
+	if err := rawSetTimeouts(fd, w.pool.cfg.Timeout); err != nil {
+		rawClose(fd)
+		return -1, err
+	}
+	if err := sysConnect(fd, dst, w.pool.cfg.Timeout); err != nil {
+		rawClose(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// readToEOF reads until the peer's FIN, noting the first byte's time.
+func (w *worker) readToEOF(fd int, o *outcome, connected int64) error {
+	for {
+		n, err := sysRead(fd, w.buf)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			o.eof = true
+			return nil
+		}
+		if o.received == 0 {
+			o.t[collector.PhaseFirstByte] = now() - connected
+		}
+		o.received += uint64(n)
+	}
+}
+
+// readN reads want bytes, or up to EOF if the peer closes first.
+func (w *worker) readN(fd int, want int, o *outcome, connected int64) error {
+	for int(o.received) < want {
+		n, err := sysRead(fd, w.buf[:min(len(w.buf), want-int(o.received))])
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			o.eof = true
+			if o.received == 0 {
+				return ErrShortRead
+			}
+			return nil
+		}
+		if o.received == 0 {
+			o.t[collector.PhaseFirstByte] = now() - connected
+		}
+		o.received += uint64(n)
+	}
+	return nil
+}
+
+func (w *worker) send(fd int, o *outcome) error {
+	n, err := sendAll(fd, w.pool.request)
+	o.sent += uint64(n)
+	return err
+}
+
+type clientHalf func(w *worker, fd int, o *outcome, connected int64)
+
+var clientHalves = [numScenarios]clientHalf{
+	ClientHalfClose: clientHalfCloseClient,
+	ServerHalfClose: serverHalfCloseClient,
+	Simultaneous:    clientHalfCloseClient,
+	FullClose:       fullCloseClient,
+	Linger0:         linger0Client,
+	UnreadClose:     unreadCloseClient,
+	OrphanFinWait2:  orphanFinWait2Client,
+	CloseWaitLeak:   closeWaitLeakClient,
+	StreamEcho:      streamEchoClient,
+}
+
+// write request; CloseWrite; read to EOF; Close.
+func clientHalfCloseClient(w *worker, fd int, o *outcome, connected int64) {
+	defer rawClose(fd)
+	if o.err = w.send(fd, o); o.err != nil {
+		return
+	}
+	if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
+		return
+	}
+	fin := now()
+	if o.err = w.readToEOF(fd, o, connected); o.err == nil {
+		o.t[collector.PhaseDrain] = now() - fin
+	}
+}
+
+// read to EOF; write trailer; Close.
+func serverHalfCloseClient(w *worker, fd int, o *outcome, connected int64) {
+	defer rawClose(fd)
+	if o.err = w.readToEOF(fd, o, connected); o.err != nil {
+		return
+	}
+	o.err = w.send(fd, o)
+}
+
+// write; read response; Close.
+func fullCloseClient(w *worker, fd int, o *outcome, connected int64) {
+	defer rawClose(fd)
+	if o.err = w.send(fd, o); o.err != nil {
+		return
+	}
+	o.err = w.readN(fd, w.pool.cfg.ResponseSize, o, connected)
+}
+
+// write; read response; SO_LINGER {1, 0}; Close: an RST instead of a FIN.
+func linger0Client(w *worker, fd int, o *outcome, connected int64) {
+	defer rawClose(fd)
+	if o.err = w.send(fd, o); o.err != nil {
+		return
+	}
+	if o.err = w.readN(fd, w.pool.cfg.ResponseSize, o, connected); o.err != nil {
+		return
+	}
+	o.err = rawLinger0(fd)
+}
+
+// write more than the target reads; read the response. The target closes
+// with unread data, which sends an RST: the response may or may not arrive
+// first. A reset is this scenario's normal ending, not an error.
+func unreadCloseClient(w *worker, fd int, o *outcome, connected int64) {
+	defer rawClose(fd)
+	err := w.send(fd, o)
+	if err == nil {
+		err = w.readToEOF(fd, o, connected)
+	}
+	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
+		o.reset = true
+		err = nil
+	}
+	o.err = err
+	if o.err == nil && int(o.received) < w.pool.cfg.ResponseSize {
+		o.lost = true
+	}
+}
+
+// CloseWrite; Close at once: the socket is orphaned in FIN_WAIT_2 until the
+// target closes or tcp_fin_timeout reaps it.
+func orphanFinWait2Client(w *worker, fd int, o *outcome, connected int64) {
+	if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
+		rawClose(fd)
+		return
+	}
+	rawClose(fd)
+}
+
+// CloseWrite; keep the connection (with its descriptor) for --hold; Close.
+// The holder keeps it, so the worker goes on: connections pile up.
+func closeWaitLeakClient(w *worker, fd int, o *outcome, connected int64) {
+	if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
+		rawClose(fd)
+		return
+	}
+	w.curFD.Store(-1)
+	w.pool.clientHolder.add(heldConn{fd: fd, deadline: now() + int64(w.pool.cfg.Hold)})
+}
+
+// stream --request-size bytes while reading the echo; CloseWrite; read to
+// EOF; check every byte against what was sent. One thread does both
+// directions with poll(), so no goroutine is needed per connection.
+func streamEchoClient(w *worker, fd int, o *outcome, connected int64) {
+	defer rawClose(fd)
+	total := w.pool.cfg.RequestSize
+	pat := w.pool.pattern
+	var fin int64
+	shut := false
+	for {
+		if !shut && int(o.sent) >= total {
+			if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
+				return
+			}
+			fin, shut = now(), true
+		}
+		ev := int16(unix.POLLIN)
+		if !shut {
+			ev |= unix.POLLOUT
+		}
+		rev, err := pollFd(fd, ev, w.pool.cfg.Timeout)
+		if err != nil {
+			o.err = err
+			return
+		}
+		if rev&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+			n, ok, err := recvSome(fd, w.buf)
+			if err != nil {
+				o.err = err
+				return
+			}
+			if ok && n == 0 {
+				o.eof = true
+				if fin > 0 {
+					o.t[collector.PhaseDrain] = now() - fin
+				}
+				if o.received != uint64(total) {
+					o.err = ErrShortRead
+				}
+				return
+			}
+			if n > 0 {
+				if o.received == 0 {
+					o.t[collector.PhaseFirstByte] = now() - connected
+				}
+				off := int(o.received % patternPeriod)
+				if !bytes.Equal(w.buf[:n], pat[off:off+n]) {
+					o.err = ErrMismatch
+					return
+				}
+				o.received += uint64(n)
+				o.verified += uint64(n)
+			}
+		}
+		if !shut && rev&unix.POLLOUT != 0 {
+			off := int(o.sent % patternPeriod)
+			n, err := sendSome(fd, pat[off:off+min(total-int(o.sent), streamChunk)])
+			if err != nil {
+				o.err = err
+				return
+			}
+			o.sent += uint64(n)
+		}
+	}
+}
+
+// patternPeriod is the period of stream-echo's byte pattern: a prime, so the
+// pattern never lines up with buffer sizes and a dropped or repeated chunk
+// shows as a mismatch.
+const patternPeriod = 251
+
+// streamChunk is the most stream-echo sends in one call, and so the most a
+// worker's read buffer must hold.
+const streamChunk = 32 << 10
+
+// makePattern returns the stream-echo pattern, long enough to slice any
+// chunk at any offset from it.
+func makePattern() []byte {
+	p := make([]byte, streamChunk+patternPeriod)
+	for i := range p {
+		p[i] = byte(i % patternPeriod)
+	}
+	return p
+}

@@ -1,0 +1,368 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/closeload/closeload/collector"
+	"golang.org/x/sys/unix"
+)
+
+// Arrival is how an open loop spaces connections.
+type Arrival int
+
+// The arrival processes of the open loop.
+const (
+	ArrivalConstant Arrival = iota
+	ArrivalPoisson
+)
+
+// ParseArrival parses --arrival.
+func ParseArrival(s string) (Arrival, error) {
+	switch s {
+	case "constant", "":
+		return ArrivalConstant, nil
+	case "poisson":
+		return ArrivalPoisson, nil
+	}
+	return 0, fmt.Errorf("unknown arrival %q: want constant or poisson", s)
+}
+
+func (a Arrival) String() string {
+	if a == ArrivalPoisson {
+		return "poisson"
+	}
+	return "constant"
+}
+
+// Config is what the pool needs; runner fills it from flags.
+type Config struct {
+	Mix Mix
+	// Targets holds the destination of each mix entry.
+	Targets []netip.AddrPort
+	// Sources are spread over round robin, each bound with
+	// IP_BIND_ADDRESS_NO_PORT; empty lets the kernel choose.
+	Sources []netip.Addr
+	// Conns is the number of workers: the concurrency of the closed loop,
+	// the most connections in flight in the open loop.
+	Conns int
+	// Rate > 0 makes an open loop of Rate connections per second.
+	Rate    float64
+	Arrival Arrival
+	// Duration and Cycles bound the run; either may be zero.
+	Duration time.Duration
+	Cycles   uint64
+	// Warmup is run but left out of every figure.
+	Warmup       time.Duration
+	RequestSize  int
+	ResponseSize int
+	// Request replaces the generated request bytes (--request http|@file).
+	Request []byte
+	Hold    time.Duration
+	Timeout time.Duration
+	// Grace is how long in-flight connections may take to finish after a
+	// stop before they are shut down.
+	Grace   time.Duration
+	MaxHeld int
+	Seed    uint64
+}
+
+// ErrConfig is wrapped by every pool configuration error.
+var ErrConfig = errors.New("invalid workload configuration")
+
+// Pool runs the client halves over a set of workers.
+type Pool struct {
+	cfg          Config
+	sink         *collector.LatencySink
+	workers      []*worker
+	client       [numScenarios]clientHalf
+	request      []byte
+	pattern      []byte
+	clientHolder *holder
+	examples     []errorExamples // per mix entry
+	stop         atomic.Bool
+	forced       atomic.Bool
+	mu           sync.Mutex
+	base         []Counts // per mix entry, at the end of the warm-up
+	start        time.Time
+	measureStart time.Time
+	end          time.Time
+	heldClosed   []atomic.Uint64
+}
+
+// NewPool checks cfg and prepares the workers.
+func NewPool(cfg Config, sink *collector.LatencySink) (*Pool, error) {
+	if len(cfg.Mix.Entries) == 0 {
+		return nil, fmt.Errorf("%w: empty mix", ErrConfig)
+	}
+	if len(cfg.Targets) != len(cfg.Mix.Entries) {
+		return nil, fmt.Errorf("%w: %d targets for %d scenarios", ErrConfig, len(cfg.Targets), len(cfg.Mix.Entries))
+	}
+	if cfg.Conns < 1 {
+		return nil, fmt.Errorf("%w: conns %d < 1", ErrConfig, cfg.Conns)
+	}
+	if cfg.Rate < 0 {
+		return nil, fmt.Errorf("%w: negative rate", ErrConfig)
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 2 * time.Second
+	}
+	if cfg.MaxHeld == 0 {
+		cfg.MaxHeld = defaultMaxHeld()
+	}
+	p := &Pool{cfg: cfg, sink: sink, client: clientHalves, pattern: makePattern()}
+	p.request = cfg.Request
+	if p.request == nil {
+		p.request = makeResponse(cfg.RequestSize)
+	}
+	p.examples = make([]errorExamples, len(cfg.Mix.Entries))
+	p.base = make([]Counts, len(cfg.Mix.Entries))
+	p.heldClosed = make([]atomic.Uint64, len(cfg.Mix.Entries))
+	srcs := make([]sockaddr, len(cfg.Sources))
+	for i, a := range cfg.Sources {
+		srcs[i] = makeSockaddr(netip.AddrPortFrom(a, 0))
+	}
+	dst := make([]sockaddr, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		dst[i] = makeSockaddr(t)
+		if len(srcs) > 0 && srcs[0].family != dst[i].family {
+			return nil, fmt.Errorf("%w: sources are %s but target %s is not", ErrConfig, familyName(srcs[0].family), t)
+		}
+	}
+	bufSize := 64 << 10
+	for i := range cfg.Conns {
+		w := &worker{id: i, pool: p, rec: sink.NewRecorder(), c: make([]sideCounters, len(cfg.Mix.Entries)),
+			buf: make([]byte, bufSize), srcs: srcs, dst: dst, nsrc: len(srcs)}
+		// Stagger sources and mix slots so workers do not move in step.
+		w.n = uint64(i)
+		w.curFD.Store(-1)
+		p.workers = append(p.workers, w)
+	}
+	if cfg.Mix.Has(CloseWaitLeak) {
+		p.clientHolder = newHolder(cfg.MaxHeld, func(c heldConn) {})
+	}
+	return p, nil
+}
+
+func familyName(f int) string {
+	if f == unix.AF_INET6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// Run runs the workload until Duration, Cycles or ctx ends it. After ctx is
+// cancelled no connection starts; those in flight get Grace to finish.
+func (p *Pool) Run(ctx context.Context) error {
+	p.start = time.Now()
+	p.measureStart = p.start
+	var wg sync.WaitGroup
+	t0 := now()
+	for _, w := range p.workers {
+		wg.Add(1)
+		quota := quotaOf(p.cfg.Cycles, w.id, len(p.workers))
+		go func() {
+			defer wg.Done()
+			defer w.rec.Flush()
+			if p.cfg.Rate > 0 {
+				w.openLoop(t0, quota)
+			} else {
+				w.closedLoop(quota)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+
+	var warm, deadline <-chan time.Time
+	if p.cfg.Warmup > 0 {
+		t := time.NewTimer(p.cfg.Warmup)
+		defer t.Stop()
+		warm = t.C
+	}
+	if p.cfg.Duration > 0 {
+		t := time.NewTimer(p.cfg.Warmup + p.cfg.Duration)
+		defer t.Stop()
+		deadline = t.C
+	}
+	var err error
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-warm:
+			p.endWarmup()
+		case <-deadline:
+			p.stop.Store(true)
+			break wait
+		case <-ctx.Done():
+			p.stop.Store(true)
+			err = ctx.Err()
+			break wait
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(p.cfg.Grace):
+		p.forceStop()
+		<-done
+	}
+	p.end = time.Now()
+	if p.clientHolder != nil {
+		p.clientHolder.stop()
+	}
+	return err
+}
+
+// Stop asks the pool to start no further connection.
+func (p *Pool) Stop() { p.stop.Store(true) }
+
+func (p *Pool) endWarmup() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.base {
+		p.base[i] = p.rawCounts(i)
+	}
+	p.sink.Reset()
+	p.measureStart = time.Now()
+}
+
+// forceStop shuts down the connections still in flight after the grace
+// period; what they were doing is not counted.
+func (p *Pool) forceStop() {
+	p.forced.Store(true)
+	for _, w := range p.workers {
+		if fd := w.curFD.Load(); fd >= 0 {
+			_ = rawShutdown(int(fd), unix.SHUT_RDWR)
+		}
+	}
+}
+
+// quotaOf splits n cycles exactly over workers: worker i gets
+// floor((i+1)n/w) - floor(i*n/w). Zero n means no bound.
+func quotaOf(n uint64, i, w int) uint64 {
+	if n == 0 {
+		return 0
+	}
+	return (uint64(i)+1)*n/uint64(w) - uint64(i)*n/uint64(w)
+}
+
+func (w *worker) closedLoop(quota uint64) {
+	p := w.pool
+	for k := uint64(0); quota == 0 || k < quota; k++ {
+		if p.stop.Load() {
+			return
+		}
+		i := p.cfg.Mix.At(w.n)
+		w.n++
+		t := now()
+		w.cycle(i, t)
+	}
+}
+
+// lateThreshold is how far behind its intended time an open-loop connection
+// may start before it counts as a late start.
+const lateThreshold = int64(time.Millisecond)
+
+// openLoop starts connections on this worker's share of the schedule. Each
+// of W workers runs its own arrival process at Rate/W (the superposition of
+// W Poisson processes is Poisson at Rate), so workers share no state.
+// Latency counts from the intended start (wrk2's rule): a worker that falls
+// behind does not hide its backlog.
+func (w *worker) openLoop(t0 int64, quota uint64) {
+	p := w.pool
+	W := float64(len(p.workers))
+	gap := W / p.cfg.Rate * 1e9 // ns between this worker's arrivals
+	rng := rand.New(rand.NewPCG(p.cfg.Seed, uint64(w.id)+1))
+	next := float64(t0) + gap*float64(w.id)/W
+	for k := uint64(0); quota == 0 || k < quota; k++ {
+		if p.cfg.Arrival == ArrivalPoisson {
+			next += rng.ExpFloat64() * gap
+		} else if k > 0 {
+			next += gap
+		}
+		intended := int64(next)
+		for {
+			if p.stop.Load() {
+				return
+			}
+			d := intended - now()
+			if d <= 0 {
+				break
+			}
+			time.Sleep(time.Duration(min(d, int64(50*time.Millisecond))))
+		}
+		i := p.cfg.Mix.At(w.n)
+		w.n++
+		if now()-intended > lateThreshold {
+			w.c[i].late.Add(1)
+		}
+		w.cycle(i, intended)
+	}
+}
+
+func (p *Pool) rawCounts(i int) Counts {
+	var c Counts
+	for _, w := range p.workers {
+		c.add(&w.c[i])
+	}
+	return c
+}
+
+// Counts returns what mix entry i did since the warm-up ended.
+func (p *Pool) Counts(i int) Counts {
+	p.mu.Lock()
+	base := p.base[i]
+	p.mu.Unlock()
+	return p.rawCounts(i).Sub(base)
+}
+
+// Total sums Counts over the mix.
+func (p *Pool) Total() Counts {
+	var t Counts
+	for i := range p.cfg.Mix.Entries {
+		c := p.Counts(i)
+		t.Attempts += c.Attempts
+		t.Cycles += c.Cycles
+		for k := range t.Errors {
+			t.Errors[k] += c.Errors[k]
+		}
+		t.Sent += c.Sent
+		t.Received += c.Received
+		t.Verified += c.Verified
+		t.EOF += c.EOF
+		t.Reset += c.Reset
+		t.Lost += c.Lost
+		t.LateStarts += c.LateStarts
+	}
+	return t
+}
+
+// Example returns the first error message of class c for mix entry i.
+func (p *Pool) Example(i int, c ErrorClass) string { return p.examples[i].Example(c) }
+
+// Window returns the measured window: from the end of the warm-up to the
+// moment the last worker stopped.
+func (p *Pool) Window() (start, end time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.measureStart, p.end
+}
+
+// Held returns how many connections the client side holds open now.
+func (p *Pool) Held() int {
+	if p.clientHolder == nil {
+		return 0
+	}
+	return p.clientHolder.held()
+}
+
+// Stopped reports whether the pool was asked to stop.
+func (p *Pool) Stopped() bool { return p.stop.Load() }

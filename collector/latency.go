@@ -35,19 +35,17 @@ type Timings [NumPhases]int64
 // set per scenario, whatever the number of workers.
 const recorderBuffer = 64
 
-// LatencySink holds the merged histograms of a run: cumulative since the last
-// Reset, and per interval since the last Rotate. Workers never touch it
+// LatencySink holds the merged histograms of a run: cumulative, and per
+// interval since the last Rotate. Workers never touch it
 // directly; they record through their own LatencyRecorder.
 type LatencySink struct {
 	mu       sync.Mutex
 	total    [][NumPhases]*hdrhistogram.Histogram
 	interval [][NumPhases]*hdrhistogram.Histogram
-	// epoch changes at every Reset and Rotate so that recorders flush what
-	// they buffered before the change; resetEpoch is the epoch of the last
-	// Reset, and buffers older than it are discarded (warm-up).
-	epoch      atomic.Uint64
-	resetEpoch uint64
-	dropped    int64
+	// epoch changes at every Rotate so that recorders flush what they
+	// buffered before it at their next connection.
+	epoch   atomic.Uint64
+	dropped int64
 }
 
 // NewLatencySink returns a sink for the given number of scenarios.
@@ -69,20 +67,6 @@ func NewLatencySink(scenarios int) *LatencySink {
 // concurrent use: each worker owns one.
 func (s *LatencySink) NewRecorder() *LatencyRecorder {
 	return &LatencyRecorder{sink: s, epoch: s.epoch.Load()}
-}
-
-// Reset discards everything recorded so far, including what recorders still
-// buffer; it marks the end of the warm-up.
-func (s *LatencySink) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range s.total {
-		for p := range NumPhases {
-			s.total[i][p].Reset()
-			s.interval[i][p].Reset()
-		}
-	}
-	s.resetEpoch = s.epoch.Add(1)
 }
 
 // Rotate returns the interval histograms recorded since the previous Rotate
@@ -137,8 +121,9 @@ type LatencyRecorder struct {
 }
 
 // Record keeps one connection's timings. It takes no lock and allocates
-// nothing; every recorderBuffer connections, or after a Rotate or Reset, it
-// flushes into the sink under one lock.
+// nothing; every recorderBuffer connections, or after a Rotate, it flushes
+// into the sink under one lock. Warm-up connections are never recorded: the
+// worker leaves them out (workload decides by completion time).
 func (r *LatencyRecorder) Record(scenario int, t *Timings) {
 	if e := r.sink.epoch.Load(); e != r.epoch {
 		r.flush()
@@ -164,20 +149,18 @@ func (r *LatencyRecorder) flush() {
 	}
 	s := r.sink
 	s.mu.Lock()
-	if r.epoch >= s.resetEpoch {
-		for i := 0; i < r.n; i++ {
-			e := &r.buf[i]
-			for p := range NumPhases {
-				v := e.t[p]
-				if v <= 0 {
-					continue
-				}
-				if v > results.HistogramHighest || s.total[e.scenario][p].RecordValue(v) != nil {
-					s.dropped++
-					continue
-				}
-				_ = s.interval[e.scenario][p].RecordValue(v)
+	for i := 0; i < r.n; i++ {
+		e := &r.buf[i]
+		for p := range NumPhases {
+			v := e.t[p]
+			if v <= 0 {
+				continue
 			}
+			if v > results.HistogramHighest || s.total[e.scenario][p].RecordValue(v) != nil {
+				s.dropped++
+				continue
+			}
+			_ = s.interval[e.scenario][p].RecordValue(v)
 		}
 	}
 	s.mu.Unlock()

@@ -9,13 +9,12 @@ func TestLatencyRecorder(t *testing.T) {
 	tests := []struct {
 		name      string
 		record    int
-		resetAt   int // record this many, Reset, then the rest; -1 = no reset
+		resetAt   int // Rotate before this connection; -1 = never
 		wantTotal int64
 	}{
 		{"fewer than a buffer", 10, -1, 10},
 		{"several buffers", recorderBuffer*3 + 5, -1, recorderBuffer*3 + 5},
-		{"warm-up discarded", 100, 30, 70},
-		{"reset with partial buffer", 10, 5, 5},
+		{"rotate mid-buffer loses nothing", 100, 30, 100},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -23,7 +22,7 @@ func TestLatencyRecorder(t *testing.T) {
 			r := s.NewRecorder()
 			for i := 0; i < tc.record; i++ {
 				if i == tc.resetAt {
-					s.Reset()
+					s.Rotate()
 				}
 				tm := Timings{1000, 2000, 0, int64(10000 + i)}
 				r.Record(1, &tm)

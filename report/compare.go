@@ -86,6 +86,9 @@ type Row struct {
 	// Better is +1 when higher is better, -1 when lower is, 0 when neither.
 	Better int    `json:"better"`
 	Cells  []Cell `json:"cells"`
+
+	// vals is variant → repeat → value, NaN where a run had none.
+	vals [][]float64
 }
 
 // Verdicts of a cell against the baseline.
@@ -178,6 +181,9 @@ func CompareInputs(inputs []Input, opts Options) (*Comparison, error) {
 	var stat []string
 	c.Tables = buildTables(groups, base, opts, func(err error) { stat = appendUnique(stat, err.Error()) })
 	for _, s := range stat {
+		if strings.Contains(s, "confidence interval") {
+			s += " (no ± is shown where it is unbounded)"
+		}
 		c.Notes = append(c.Notes, "statistics: "+s)
 	}
 	return c, nil

@@ -69,13 +69,14 @@ func sig3(v float64) string {
 	return s
 }
 
-// formatCell is the value column of a cell: "14.6k ±2%".
+// formatCell is the value column of a cell: "14.6k ±2%". An unbounded
+// interval (too few repeats) is left out; a note says why.
 func formatCell(c Cell, unit string) string {
 	if c.N == 0 {
 		return "-"
 	}
 	s := formatValue(c.Median, unit)
-	if c.Range != "" {
+	if c.Range != "" && c.Range != "∞" {
 		s += " ±" + c.Range
 	}
 	return s
@@ -102,6 +103,11 @@ func ratioString(r float64) string {
 	switch {
 	case r == 0:
 		return "0"
+	case r < 0.01:
+		return strconv.FormatFloat(r, 'g', 2, 64)
+	case r != 1 && math.Abs(r-1) < 0.005:
+		// Do not print a measured change as ×1.00.
+		return strconv.FormatFloat(r, 'f', 3, 64)
 	case r >= 100:
 		return strconv.FormatFloat(r, 'f', 0, 64)
 	case r >= 10:

@@ -16,7 +16,7 @@ import (
 // baseline.
 func compareRow(a *rowAcc, base int, opts Options, warn func(error)) Row {
 	th := &benchmath.Thresholds{CompareAlpha: opts.Alpha}
-	row := Row{Metric: a.def.metric, Unit: a.def.unit, Bench: a.def.bench, Better: a.def.better}
+	row := Row{Metric: a.def.metric, Unit: a.def.unit, Bench: a.def.bench, Better: a.def.better, vals: a.vals}
 	samples := make([]*benchmath.Sample, len(a.vals))
 	for i, vals := range a.vals {
 		present := make([]float64, 0, len(vals))

@@ -88,8 +88,8 @@ func shortSysctl(k string) string {
 }
 
 // nameVariants gives each variant a short, distinct name: the user's label,
-// else the matrix's variant name when it is consistent, else what differs
-// between the variants (sysctls first, then configuration).
+// else what differs between the variants (sysctls first, then
+// configuration), else the matrix's name for it.
 func nameVariants(vs []*variantGroup) {
 	// What differs across variants.
 	sysKeys := map[string]bool{}
@@ -129,6 +129,8 @@ func nameVariants(vs []*variantGroup) {
 		}
 	}
 
+	// auto names a variant by what differs from the others; with nothing
+	// differing (one variant), by the matrix's name for it or what it set.
 	auto := func(v *variantGroup) string {
 		var parts []string
 		for _, k := range diffSys {
@@ -142,16 +144,19 @@ func nameVariants(vs []*variantGroup) {
 		for _, i := range diffCfg {
 			parts = append(parts, fs[i].name+"="+fs[i].value)
 		}
-		if len(parts) == 0 {
-			// Nothing differs (one variant): name it by what it set.
-			keys := make([]string, 0, len(v.runs[0].Sysctls.Applied))
-			for k := range v.runs[0].Sysctls.Applied {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				parts = append(parts, shortSysctl(k)+"="+v.runs[0].Sysctls.Applied[k])
-			}
+		if len(parts) > 0 {
+			return strings.Join(parts, ",")
+		}
+		if n := consistentVariantName(v.runs); n != "" {
+			return n
+		}
+		keys := make([]string, 0, len(v.runs[0].Sysctls.Applied))
+		for k := range v.runs[0].Sysctls.Applied {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			parts = append(parts, shortSysctl(k)+"="+v.runs[0].Sysctls.Applied[k])
 		}
 		if len(parts) == 0 {
 			return "default"
@@ -165,14 +170,6 @@ func nameVariants(vs []*variantGroup) {
 			labelCount[v.label]++
 		}
 	}
-	// A matrix names its variants; use those names when each variant has
-	// one consistent name and no two variants share it.
-	matrixNames := map[string]int{}
-	for _, v := range vs {
-		if n := consistentVariantName(v.runs); n != "" {
-			matrixNames[n]++
-		}
-	}
 	used := map[string]int{}
 	for _, v := range vs {
 		var name string
@@ -181,8 +178,6 @@ func nameVariants(vs []*variantGroup) {
 			name = v.label
 		case v.label != "":
 			name = v.label + "/" + auto(v)
-		case consistentVariantName(v.runs) != "" && matrixNames[consistentVariantName(v.runs)] == 1:
-			name = consistentVariantName(v.runs)
 		default:
 			name = auto(v)
 		}

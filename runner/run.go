@@ -174,7 +174,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 	sampler, samplerErr := collector.NewSampler(collector.SamplerConfig{
 		ProcRoot: "/proc", Source: s.CollectorSource, Interval: s.Interval, Ports: ports,
 		Workload: func() collector.WorkloadCounts {
-			t := pool.Total()
+			t := pool.LiveTotal()
 			return collector.WorkloadCounts{Cycles: t.Cycles, Errors: t.ErrorTotal(), Attempts: t.Attempts, Held: held()}
 		},
 	})
@@ -310,7 +310,7 @@ func watchRefused(ctx context.Context, pool *workload.Pool, t netip.AddrPort, st
 			return nil
 		case <-tick.C:
 		}
-		c := pool.Total()
+		c := pool.LiveTotal()
 		refusedNow := c.Errors[workload.ErrRefused] - last.Errors[workload.ErrRefused]
 		okNow := c.Cycles - last.Cycles
 		last = c
@@ -366,7 +366,7 @@ func progress(ctx context.Context, w io.Writer, pool *workload.Pool, held func()
 			return
 		case <-tick.C:
 		}
-		c := pool.Total()
+		c := pool.LiveTotal()
 		fmt.Fprintf(w, "\r\033[K%5.1fs/%v  cycles %d  %d/s  errors %d  held %d",
 			time.Since(start).Seconds(), total, c.Cycles, c.Cycles-last, c.ErrorTotal(), held())
 		last = c.Cycles

@@ -222,8 +222,8 @@ func TestIsolatedUnprivileged(t *testing.T) {
 // namespaces; true when none of them does.
 func usernsAllowedByKernel() bool {
 	for file, off := range map[string]string{
-		"/proc/sys/kernel/unprivileged_userns_clone":              "0",
-		"/proc/sys/user/max_user_namespaces":                      "0",
+		"/proc/sys/kernel/unprivileged_userns_clone":             "0",
+		"/proc/sys/user/max_user_namespaces":                     "0",
 		"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1",
 	} {
 		if b, err := os.ReadFile(file); err == nil && strings.TrimSpace(string(b)) == off {

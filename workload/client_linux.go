@@ -16,7 +16,8 @@ type worker struct {
 	id    int
 	pool  *Pool
 	rec   *collector.LatencyRecorder
-	c     []sideCounters // per mix index
+	c     []sideCounters // per mix index, every connection
+	warm  []sideCounters // per mix index, connections that ended in the warm-up
 	buf   []byte
 	srcs  []sockaddr
 	dst   []sockaddr // per mix index
@@ -43,6 +44,7 @@ func (w *worker) cycle(i int, intended int64) {
 	p := w.pool
 	c := &w.c[i]
 	c.attempts.Add(1)
+	warm := &w.warm[i]
 	var o outcome
 	start := now()
 	fd, err := w.dial(i)
@@ -55,11 +57,34 @@ func (w *worker) cycle(i int, intended int64) {
 		p.client[p.cfg.Mix.Entries[i].Scenario](w, fd, &o, connected)
 		w.curFD.Store(-1)
 	}
-	o.t[collector.PhaseTotal] = now() - intended
+	end := now()
+	o.t[collector.PhaseTotal] = end - intended
+	if o.err != nil {
+		p.examples[i].note(Classify(o.err), o.err)
+	}
 	if p.forced.Load() {
 		// Shut down by a forced stop: not the scenario's doing, not counted.
 		c.attempts.Add(^uint64(0))
 		return
+	}
+	// A connection that ends in the warm-up counts (live figures show it)
+	// but is noted as warm-up and never recorded: measured figures are the
+	// counters less the warm-up ones, exactly.
+	if end < p.warmupEnd {
+		w.count(warm, &o, true)
+		w.count(c, &o, false)
+		return
+	}
+	if w.count(c, &o, false) {
+		w.rec.Record(i, &o.t)
+	}
+}
+
+// count adds one connection's outcome to c; it returns whether the
+// connection succeeded.
+func (w *worker) count(c *sideCounters, o *outcome, warm bool) bool {
+	if warm {
+		c.attempts.Add(1)
 	}
 	if o.sent > 0 {
 		c.sent.Add(o.sent)
@@ -80,13 +105,11 @@ func (w *worker) cycle(i int, intended int64) {
 		c.lost.Add(1)
 	}
 	if o.err != nil {
-		cl := Classify(o.err)
-		c.errors[cl].Add(1)
-		p.examples[i].note(cl, o.err)
-		return
+		c.errors[Classify(o.err)].Add(1)
+		return false
 	}
 	c.cycles.Add(1)
-	w.rec.Record(i, &o.t)
+	return true
 }
 
 // dial opens, binds (spreading sources) and connects a socket.
@@ -334,10 +357,13 @@ const patternPeriod = 251
 // worker's read buffer must hold.
 const streamChunk = 32 << 10
 
+// readBuffer is the size of a worker's read buffer.
+const readBuffer = 64 << 10
+
 // makePattern returns the stream-echo pattern, long enough to slice any
-// chunk at any offset from it.
+// chunk sent or read at any offset from it.
 func makePattern() []byte {
-	p := make([]byte, streamChunk+patternPeriod)
+	p := make([]byte, max(streamChunk, readBuffer)+patternPeriod)
 	for i := range p {
 		p[i] = byte(i % patternPeriod)
 	}

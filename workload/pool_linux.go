@@ -89,7 +89,7 @@ type Pool struct {
 	stop         atomic.Bool
 	forced       atomic.Bool
 	mu           sync.Mutex
-	base         []Counts // per mix entry, at the end of the warm-up
+	warmupEnd    int64 // now() clock; connections ending before it are warm-up
 	start        time.Time
 	measureStart time.Time
 	end          time.Time
@@ -122,7 +122,6 @@ func NewPool(cfg Config, sink *collector.LatencySink) (*Pool, error) {
 		p.request = makeResponse(cfg.RequestSize)
 	}
 	p.examples = make([]errorExamples, len(cfg.Mix.Entries))
-	p.base = make([]Counts, len(cfg.Mix.Entries))
 	p.heldClosed = make([]atomic.Uint64, len(cfg.Mix.Entries))
 	srcs := make([]sockaddr, len(cfg.Sources))
 	for i, a := range cfg.Sources {
@@ -135,10 +134,10 @@ func NewPool(cfg Config, sink *collector.LatencySink) (*Pool, error) {
 			return nil, fmt.Errorf("%w: sources are %s but target %s is not", ErrConfig, familyName(srcs[0].family), t)
 		}
 	}
-	bufSize := 64 << 10
 	for i := range cfg.Conns {
 		w := &worker{id: i, pool: p, rec: sink.NewRecorder(), c: make([]sideCounters, len(cfg.Mix.Entries)),
-			buf: make([]byte, bufSize), srcs: srcs, dst: dst, nsrc: len(srcs)}
+			warm: make([]sideCounters, len(cfg.Mix.Entries)),
+			buf:  make([]byte, readBuffer), srcs: srcs, dst: dst, nsrc: len(srcs)}
 		// Stagger sources and mix slots so workers do not move in step.
 		w.n = uint64(i)
 		w.curFD.Store(-1)
@@ -161,9 +160,12 @@ func familyName(f int) string {
 // cancelled no connection starts; those in flight get Grace to finish.
 func (p *Pool) Run(ctx context.Context) error {
 	p.start = time.Now()
-	p.measureStart = p.start
-	var wg sync.WaitGroup
 	t0 := now()
+	p.mu.Lock()
+	p.measureStart = p.start.Add(p.cfg.Warmup)
+	p.warmupEnd = t0 + int64(p.cfg.Warmup)
+	p.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, w := range p.workers {
 		wg.Add(1)
 		quota := quotaOf(p.cfg.Cycles, w.id, len(p.workers))
@@ -180,12 +182,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
-	var warm, deadline <-chan time.Time
-	if p.cfg.Warmup > 0 {
-		t := time.NewTimer(p.cfg.Warmup)
-		defer t.Stop()
-		warm = t.C
-	}
+	var deadline <-chan time.Time
 	if p.cfg.Duration > 0 {
 		t := time.NewTimer(p.cfg.Warmup + p.cfg.Duration)
 		defer t.Stop()
@@ -197,8 +194,6 @@ wait:
 		select {
 		case <-done:
 			break wait
-		case <-warm:
-			p.endWarmup()
 		case <-deadline:
 			p.stop.Store(true)
 			break wait
@@ -207,6 +202,11 @@ wait:
 			err = ctx.Err()
 			break wait
 		}
+	}
+	if p.clientHolder != nil {
+		// The run is over: held connections close now rather than at the
+		// end of their hold, and workers waiting for room are released.
+		p.clientHolder.stop()
 	}
 	select {
 	case <-done:
@@ -224,16 +224,6 @@ wait:
 // Stop asks the pool to start no further connection.
 func (p *Pool) Stop() { p.stop.Store(true) }
 
-func (p *Pool) endWarmup() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := range p.base {
-		p.base[i] = p.rawCounts(i)
-	}
-	p.sink.Reset()
-	p.measureStart = time.Now()
-}
-
 // forceStop shuts down the connections still in flight after the grace
 // period; what they were doing is not counted.
 func (p *Pool) forceStop() {
@@ -242,6 +232,10 @@ func (p *Pool) forceStop() {
 		if fd := w.curFD.Load(); fd >= 0 {
 			_ = rawShutdown(int(fd), unix.SHUT_RDWR)
 		}
+	}
+	if p.clientHolder != nil {
+		// Wakes workers waiting for room in a full holder.
+		p.clientHolder.stop()
 	}
 }
 
@@ -301,14 +295,29 @@ func (w *worker) openLoop(t0 int64, quota uint64) {
 		}
 		i := p.cfg.Mix.At(w.n)
 		w.n++
-		if now()-intended > lateThreshold {
+		if t := now(); t-intended > lateThreshold {
 			w.c[i].late.Add(1)
+			if t < p.warmupEnd {
+				w.warm[i].late.Add(1)
+			}
 		}
 		w.cycle(i, intended)
 	}
 }
 
-func (p *Pool) rawCounts(i int) Counts {
+// Counts returns what mix entry i did after the warm-up.
+func (p *Pool) Counts(i int) Counts {
+	var c, warm Counts
+	for _, w := range p.workers {
+		c.add(&w.c[i])
+		warm.add(&w.warm[i])
+	}
+	return c.Sub(warm)
+}
+
+// LiveCounts returns everything mix entry i did, warm-up included: the
+// figures of a live view.
+func (p *Pool) LiveCounts(i int) Counts {
 	var c Counts
 	for _, w := range p.workers {
 		c.add(&w.c[i])
@@ -316,19 +325,16 @@ func (p *Pool) rawCounts(i int) Counts {
 	return c
 }
 
-// Counts returns what mix entry i did since the warm-up ended.
-func (p *Pool) Counts(i int) Counts {
-	p.mu.Lock()
-	base := p.base[i]
-	p.mu.Unlock()
-	return p.rawCounts(i).Sub(base)
-}
-
 // Total sums Counts over the mix.
-func (p *Pool) Total() Counts {
+func (p *Pool) Total() Counts { return p.sum(p.Counts) }
+
+// LiveTotal sums LiveCounts over the mix.
+func (p *Pool) LiveTotal() Counts { return p.sum(p.LiveCounts) }
+
+func (p *Pool) sum(counts func(int) Counts) Counts {
 	var t Counts
 	for i := range p.cfg.Mix.Entries {
-		c := p.Counts(i)
+		c := counts(i)
 		t.Attempts += c.Attempts
 		t.Cycles += c.Cycles
 		for k := range t.Errors {

@@ -210,6 +210,11 @@ func (t *Target) Close() {
 				}
 			}
 		}
+		if t.holder != nil {
+			// Closes held connections and releases acceptors waiting for
+			// room in a full holder.
+			t.holder.stop()
+		}
 		done := make(chan struct{})
 		go func() { t.wg.Wait(); close(done) }()
 		select {
@@ -227,9 +232,6 @@ func (t *Target) Close() {
 		}
 		for _, l := range t.listeners {
 			rawClose(l.fd)
-		}
-		if t.holder != nil {
-			t.holder.stop()
 		}
 	})
 }
@@ -443,11 +445,14 @@ func makeResponse(n int) []byte {
 	return b
 }
 
-// defaultMaxHeld leaves room under the descriptor limit for everything else.
+// defaultMaxHeld bounds what one holder keeps: a quarter of the descriptor
+// limit, less a reserve, so that a client and a built-in target in one
+// process together hold at most half and connections in flight still find
+// descriptors. Larger holds run over several processes (--procs).
 func defaultMaxHeld() int {
 	var rl unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil || rl.Cur == unix.RLIM_INFINITY {
-		return 10000
+		return 4096
 	}
-	return max(16, int(rl.Cur)/2-256)
+	return max(16, (int(rl.Cur)-512)/4)
 }

@@ -65,6 +65,9 @@ func newRootCmd() *cobra.Command {
 counters, and compares runs made under different sysctls.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Without a RunE cobra would print help for a mistyped sub-command
+		// and exit 0; a script must see the mistake.
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
@@ -74,6 +77,8 @@ counters, and compares runs made under different sysctls.`,
 		newServeCmd(),
 		newScenariosCmd(),
 		newVersionCmd(),
+		newWatchCmd(),
+		newSysctlCmd(), newMatrixCmd(),
 	)
 	// Unknown sub-commands and wrong argument counts are usage errors too.
 	for _, c := range root.Commands() {

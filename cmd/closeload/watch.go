@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/closeload/closeload/collector"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+// newWatchCmd is `closeload watch`: a live per-state, per-port view of TCP
+// sockets and close counters, for any server on the machine.
+func newWatchCmd() *cobra.Command {
+	var (
+		ports    []int
+		interval time.Duration
+		source   string
+		procRoot string
+		count    int
+	)
+	c := &cobra.Command{
+		Use:   "watch",
+		Short: "Live per-state, per-port view of TCP sockets and close counters",
+		Long: `watch shows, every interval, how many TCP sockets sit in each state (LISTEN,
+SYN_RECV, ESTABLISHED, FIN_WAIT1, FIN_WAIT2 with its orphans, CLOSING, TIME_WAIT,
+CLOSE_WAIT, LAST_ACK) for each port, and the close-related kernel counters per second
+(TW, TWRecycled, TCPAbortOn*, ListenOverflows, OutRsts, ...). A socket belongs to a
+port's row when its local or remote port is that port. Without --port, every
+listening port gets a row. On a terminal the view refreshes in place; otherwise
+one line is printed per interval. Ctrl-C ends it.`,
+		Example: `  closeload watch --port 8080
+  closeload watch --port 80 --port 443 --interval 200ms
+  closeload watch --count 10 > states.log`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps, err := collector.ValidatePorts("--port", ports)
+			if err != nil {
+				return usagef("%v (accepted: 1-65535, repeatable)", err)
+			}
+			if _, err := collector.ValidateInterval(interval); err != nil || interval == 0 {
+				return usagef("--interval %v: accepted: a duration of at least %v, e.g. 1s, 250ms", interval, collector.MinInterval)
+			}
+			if err := collector.ValidateSource(source); err != nil {
+				return asUsage(err)
+			}
+			if count < 0 {
+				return usagef("--count %d: accepted: 0 (until Ctrl-C) or more", count)
+			}
+			w, err := collector.NewWatcher(collector.WatchConfig{ProcRoot: procRoot, Source: source, Ports: ps})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			out := cmd.OutOrStdout()
+			tty := isTerminal(out)
+			ctx := cmd.Context()
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for n := 0; count == 0 || n < count; n++ {
+				if n > 0 {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-t.C:
+					}
+				}
+				f := w.Step()
+				for _, note := range w.Notes() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "closeload watch: %s\n", note)
+				}
+				if tty {
+					io.WriteString(out, "\x1b[H\x1b[2J")
+					collector.WriteWatchTable(out, f)
+				} else {
+					collector.WriteWatchLine(out, f)
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().IntSliceVar(&ports, "port", nil, "show sockets whose local or remote port is `P` (repeatable; default: every listening port)")
+	c.Flags().DurationVar(&interval, "interval", time.Second, "refresh every `D` (minimum 10ms)")
+	c.Flags().StringVar(&source, "collector-source", collector.SourceAuto, "where socket states come from: auto, netlink or proc")
+	c.Flags().IntVar(&count, "count", 0, "stop after `N` refreshes (0: until Ctrl-C)")
+	c.Flags().StringVar(&procRoot, "proc-root", collector.DefaultProcRoot, "procfs root (for tests)")
+	_ = c.Flags().MarkHidden("proc-root")
+	return c
+}
+
+// isTerminal reports whether w is a terminal, to refresh in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

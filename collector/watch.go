@@ -1,0 +1,329 @@
+package collector
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// WatchConfig configures a Watcher (closeload watch).
+type WatchConfig struct {
+	ProcRoot string
+	Source   string
+	// Ports to show one row each; empty shows every listening port found.
+	Ports []uint16
+	// NetnsPath watches another network namespace (see StateQuery).
+	NetnsPath string
+}
+
+// WatchCounters are the counters the watch view shows as rates per second.
+var WatchCounters = []string{
+	"Tcp.ActiveOpens", "Tcp.PassiveOpens", "TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled",
+	"TcpExt.TCPTimeWaitOverflow", "TcpExt.TCPAbortOnClose", "TcpExt.TCPAbortOnData",
+	"TcpExt.TCPAbortOnMemory", "TcpExt.TCPAbortOnTimeout", "TcpExt.ListenOverflows",
+	"TcpExt.ListenDrops", "Tcp.OutRsts", "Tcp.EstabResets",
+}
+
+// watchStates are the table's columns, in the order a close goes through.
+var watchStates = []int{
+	StateListen, StateSynRecv, StateEstablished, StateFinWait1, StateFinWait2,
+	StateClosing, StateTimeWait, StateCloseWait, StateLastAck,
+}
+
+// maxWatchPorts bounds the rows found from listening ports.
+const maxWatchPorts = 32
+
+// WatchRow is one port's sockets (local or remote port); Port 0 is the row
+// of every socket the watch counts.
+type WatchRow struct {
+	Port   uint16
+	Counts Counts
+}
+
+// WatchFrame is one refresh of the watch view.
+type WatchFrame struct {
+	T      time.Time
+	Source string
+	Rows   []WatchRow
+	// Rates are counter changes per second since the previous frame; nil
+	// on the first frame.
+	Rates map[string]float64
+	// Err is a source failure this frame; the view shows it and goes on.
+	Err error
+}
+
+// Watcher produces watch frames: one dump of socket states, tallied per
+// port, and one read of the counters per frame.
+type Watcher struct {
+	src      *StateSource
+	counters *counterReader
+	explicit bool
+	table    *portTable
+	prev     map[string]int64
+	cur      map[string]int64
+	prevT    time.Time
+	notes    []string
+}
+
+// NewWatcher validates cfg and opens the sources.
+func NewWatcher(cfg WatchConfig) (*Watcher, error) {
+	src, err := OpenStateSource(StateQuery{ProcRoot: cfg.ProcRoot, Source: cfg.Source, Ports: cfg.Ports, NetnsPath: cfg.NetnsPath})
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{
+		src:      src,
+		counters: newCounterReader(cfg.ProcRoot),
+		explicit: len(cfg.Ports) > 0,
+		table:    newPortTable(cfg.Ports),
+		cur:      map[string]int64{},
+	}
+	if r := src.FallbackReason(); r != "" {
+		w.notes = append(w.notes, r)
+	}
+	return w, nil
+}
+
+// Notes returns, once, remarks to show the user (a fallback to /proc).
+func (w *Watcher) Notes() []string {
+	n := append(w.notes, w.src.TakeNotes()...)
+	w.notes = nil
+	return n
+}
+
+// Close releases the sources.
+func (w *Watcher) Close() error { return w.src.Close() }
+
+// Step counts sockets and reads counters once.
+func (w *Watcher) Step() WatchFrame {
+	f := WatchFrame{T: time.Now()}
+	fallback := w.src.FallbackReason()
+	err := w.countTable()
+	if r := w.src.FallbackReason(); r != fallback {
+		w.notes = append(w.notes, r)
+	}
+	f.Source = w.src.Name()
+	if err != nil {
+		f.Err = err
+	} else {
+		f.Rows = w.table.rows()
+	}
+	clear(w.cur)
+	if _, err := w.counters.read(w.cur); err != nil && f.Err == nil {
+		f.Err = err
+	}
+	if w.prev != nil && len(w.cur) > 0 {
+		dt := f.T.Sub(w.prevT).Seconds()
+		f.Rates = make(map[string]float64, len(WatchCounters))
+		for _, k := range WatchCounters {
+			v, ok1 := w.cur[k]
+			p, ok2 := w.prev[k]
+			if ok1 && ok2 && dt > 0 {
+				f.Rates[k] = float64(v-p) / dt
+			}
+		}
+	}
+	if len(w.cur) > 0 {
+		if w.prev == nil {
+			w.prev = map[string]int64{}
+		}
+		clear(w.prev)
+		for k, v := range w.cur {
+			w.prev[k] = v
+		}
+		w.prevT = f.T
+	}
+	return f
+}
+
+// countTable dumps once into the table; without explicit ports it adopts
+// the listening ports it saw and, when they changed, dumps once more.
+func (w *Watcher) countTable() error {
+	w.table.reset()
+	if err := w.src.countInto(w.table, &w.table.all); err != nil {
+		return err
+	}
+	if w.explicit || !w.table.adoptListening() {
+		return nil
+	}
+	w.table.reset()
+	return w.src.countInto(w.table, &w.table.all)
+}
+
+// portTable tallies sockets per watched port without allocating per socket.
+type portTable struct {
+	index     []int32 // port -> row+1; 0 = not watched
+	ports     []uint16
+	counts    []Counts
+	all       Counts
+	listening *portSet // ports seen listening in the last dump
+}
+
+func newPortTable(ports []uint16) *portTable {
+	t := &portTable{index: make([]int32, 65536), listening: &portSet{}}
+	t.setPorts(ports)
+	return t
+}
+
+func (t *portTable) setPorts(ports []uint16) {
+	for _, p := range t.ports {
+		t.index[p] = 0
+	}
+	t.ports = append(t.ports[:0], ports...)
+	sort.Slice(t.ports, func(i, j int) bool { return t.ports[i] < t.ports[j] })
+	t.counts = make([]Counts, len(t.ports))
+	for i, p := range t.ports {
+		t.index[p] = int32(i + 1)
+	}
+}
+
+func (t *portTable) add(state uint8, owned bool, lport, rport uint16) {
+	t.all.add(state, owned, lport, rport)
+	if state == StateListen {
+		t.listening.bits[lport>>6] |= 1 << (lport & 63)
+	}
+	if i := t.index[lport]; i > 0 {
+		t.counts[i-1].add(state, owned, lport, rport)
+	}
+	if rport != lport {
+		if i := t.index[rport]; i > 0 {
+			t.counts[i-1].add(state, owned, lport, rport)
+		}
+	}
+}
+
+func (t *portTable) reset() {
+	t.all = Counts{}
+	for i := range t.counts {
+		t.counts[i] = Counts{}
+	}
+	t.listening.bits = [1024]uint64{}
+}
+
+// adoptListening makes the listening ports the rows; it reports whether
+// they changed.
+func (t *portTable) adoptListening() bool {
+	var ports []uint16
+	for i, word := range t.listening.bits {
+		for word != 0 && len(ports) < maxWatchPorts {
+			b := uint16(0)
+			for word&(1<<b) == 0 {
+				b++
+			}
+			ports = append(ports, uint16(i)<<6|b)
+			word &^= 1 << b
+		}
+	}
+	if len(ports) == len(t.ports) {
+		same := true
+		for i := range ports {
+			same = same && ports[i] == t.ports[i]
+		}
+		if same {
+			return false
+		}
+	}
+	t.setPorts(ports)
+	return true
+}
+
+func (t *portTable) rows() []WatchRow {
+	rows := make([]WatchRow, 0, len(t.ports)+1)
+	for i, p := range t.ports {
+		rows = append(rows, WatchRow{Port: p, Counts: t.counts[i]})
+	}
+	return append(rows, WatchRow{Port: 0, Counts: t.all})
+}
+
+// WriteWatchTable prints a frame as a table, for a terminal refreshed in
+// place. FIN_WAIT2 shows its orphans in parentheses.
+func WriteWatchTable(w io.Writer, f WatchFrame) {
+	fmt.Fprintf(w, "closeload watch  %s  source %s\n\n", f.T.Format("15:04:05"), f.Source)
+	fmt.Fprintf(w, "%-6s", "PORT")
+	for _, st := range watchStates {
+		fmt.Fprintf(w, " %12s", StateNames[st])
+	}
+	fmt.Fprintln(w)
+	for _, r := range f.Rows {
+		name := "all"
+		if r.Port != 0 {
+			name = fmt.Sprint(r.Port)
+		}
+		fmt.Fprintf(w, "%-6s", name)
+		for _, st := range watchStates {
+			v := fmt.Sprint(r.Counts.Total[st])
+			if st == StateFinWait2 && r.Counts.Orphaned[st] > 0 {
+				v = fmt.Sprintf("%d(%do)", r.Counts.Total[st], r.Counts.Orphaned[st])
+			}
+			fmt.Fprintf(w, " %12s", v)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	if f.Rates == nil {
+		fmt.Fprintln(w, "counter rates: from the next refresh")
+	} else {
+		fmt.Fprintln(w, "counters per second:")
+		for i, k := range WatchCounters {
+			fmt.Fprintf(w, "  %-26s %10.1f", k, f.Rates[k])
+			if i%2 == 1 {
+				fmt.Fprintln(w)
+			}
+		}
+		if len(WatchCounters)%2 == 1 {
+			fmt.Fprintln(w)
+		}
+	}
+	if f.Err != nil {
+		fmt.Fprintf(w, "\nerror: %v\n", f.Err)
+	}
+	fmt.Fprintln(w, "\n(o) = orphaned, no file descriptor: reaped by tcp_fin_timeout. Ctrl-C ends.")
+}
+
+// WriteWatchLine prints a frame as one line, for logs and pipes: the
+// non-zero states of each row, then the non-zero counter rates.
+func WriteWatchLine(w io.Writer, f WatchFrame) {
+	var b strings.Builder
+	b.WriteString(f.T.Format(time.RFC3339))
+	for _, r := range f.Rows {
+		if r.Port == 0 {
+			b.WriteString(" all:")
+		} else {
+			fmt.Fprintf(&b, " %d:", r.Port)
+		}
+		n := 0
+		for _, st := range watchStates {
+			if v := r.Counts.Total[st]; v > 0 {
+				fmt.Fprintf(&b, " %s=%d", StateNames[st], v)
+				if o := r.Counts.Orphaned[st]; o > 0 {
+					fmt.Fprintf(&b, "(orphaned=%d)", o)
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			b.WriteString(" none")
+		}
+		b.WriteString(";")
+	}
+	if f.Rates != nil {
+		b.WriteString(" rates/s:")
+		n := 0
+		for _, k := range WatchCounters {
+			if v := f.Rates[k]; v != 0 {
+				fmt.Fprintf(&b, " %s=%.1f", k[strings.IndexByte(k, '.')+1:], v)
+				n++
+			}
+		}
+		if n == 0 {
+			b.WriteString(" all 0")
+		}
+	}
+	if f.Err != nil {
+		fmt.Fprintf(&b, " error=%q", f.Err.Error())
+	}
+	b.WriteByte('\n')
+	io.WriteString(w, b.String())
+}

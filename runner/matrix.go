@@ -1,0 +1,633 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/closeload/closeload/results"
+	"github.com/closeload/closeload/sysctl"
+	"github.com/closeload/closeload/workload"
+)
+
+// Limits that keep a typo (--repeat 1000000) from queueing days of runs.
+const (
+	MaxMatrixVariants = 256
+	MaxMatrixRepeat   = 100
+	// MatrixIndexFile is the index a matrix writes beside its records.
+	MatrixIndexFile = "index.json"
+	// MatrixIndexSchema is bumped when the index changes meaning.
+	MatrixIndexSchema = 1
+)
+
+// Sweep is one `--sysctl key=v1,v2` of a matrix: a key and the values to
+// try, each a dimension of the cross product.
+type Sweep struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
+}
+
+// Variant is one assignment of sysctls that a matrix runs.
+type Variant struct {
+	Index   int                 `json:"index"`
+	Name    string              `json:"name"`
+	Sysctls []sysctl.Assignment `json:"sysctls"`
+	fromDim map[string]struct{} // keys, for conflict checks while expanding
+}
+
+// ParseSweep parses "key=v1,v2,...": the key is checked against the
+// registry and every value against the key's range. Values may hold spaces
+// ("1024 65000") but not commas.
+func ParseSweep(spec string, allowUnknown bool) (Sweep, error) {
+	k, vs, ok := strings.Cut(spec, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return Sweep{}, usage("--sysctl %q: want KEY=V1[,V2...], e.g. net.ipv4.tcp_tw_reuse=0,1", spec)
+	}
+	if err := sysctl.CheckName(k, allowUnknown); err != nil {
+		return Sweep{}, usage("--sysctl: %v", err)
+	}
+	s := Sweep{Key: k}
+	seen := map[string]bool{}
+	for _, v := range strings.Split(vs, ",") {
+		nv, err := sysctl.NormalizeValue(k, v)
+		if err != nil {
+			return Sweep{}, usage("--sysctl %q: %v", spec, err)
+		}
+		if seen[nv] {
+			return Sweep{}, usage("--sysctl %q: value %q given twice", spec, nv)
+		}
+		seen[nv] = true
+		s.Values = append(s.Values, nv)
+	}
+	return s, nil
+}
+
+// ParseVariants reads a variants file: one variant per line, assignments
+// separated by commas, an optional "name:" first; blank lines and lines
+// starting with # are skipped.
+//
+//	baseline: net.ipv4.tcp_tw_reuse=2
+//	reuse:    net.ipv4.tcp_tw_reuse=1, net.ipv4.tcp_tw_reuse_delay=100
+//	net.ipv4.tcp_fin_timeout=15
+func ParseVariants(r io.Reader, name string, allowUnknown bool) ([]Variant, error) {
+	var out []Variant
+	names := map[string]int{}
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		label := ""
+		if before, after, ok := strings.Cut(text, ":"); ok && !strings.Contains(before, "=") {
+			label, text = strings.TrimSpace(before), strings.TrimSpace(after)
+			if label == "" || strings.ContainsAny(label, ",= \t") {
+				return nil, usage("--variants %s:%d: variant name %q: want a word before the colon", name, line, label)
+			}
+		}
+		var specs []string
+		for _, s := range strings.Split(text, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				specs = append(specs, s)
+			}
+		}
+		if len(specs) == 0 {
+			return nil, usage("--variants %s:%d: no KEY=VALUE; a variant must set at least one key (for a baseline, give the default explicitly, e.g. net.ipv4.tcp_tw_reuse=2)", name, line)
+		}
+		as, err := sysctl.ParseAssignments(specs, allowUnknown)
+		if err != nil {
+			return nil, usage("--variants %s:%d: %v", name, line, err)
+		}
+		if label == "" {
+			label = variantName(as)
+		}
+		if prev, dup := names[label]; dup {
+			return nil, usage("--variants %s:%d: variant %q already on line %d", name, line, label, prev)
+		}
+		names[label] = line
+		out = append(out, Variant{Name: label, Sysctls: as})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--variants %s: %w", name, err)
+	}
+	if len(out) == 0 {
+		return nil, usage("--variants %s: no variants in the file", name)
+	}
+	return out, nil
+}
+
+// variantName is the default label: the assignments as the user types them.
+func variantName(as []sysctl.Assignment) string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// ExpandVariants returns the cross product of the file's variants (one
+// dimension) and each sweep (one dimension each, the last varying
+// fastest). A key set by two dimensions is an error: one would silently
+// override the other.
+func ExpandVariants(file []Variant, sweeps []Sweep) ([]Variant, error) {
+	cur := []Variant{{}}
+	if len(file) > 0 {
+		cur = cur[:0]
+		for _, v := range file {
+			v.fromDim = keysOf(v.Sysctls)
+			cur = append(cur, v)
+		}
+	}
+	for _, s := range sweeps {
+		next := make([]Variant, 0, len(cur)*len(s.Values))
+		for _, v := range cur {
+			if _, dup := v.fromDim[s.Key]; dup {
+				return nil, usage("--sysctl %s: the key is set twice (by another --sysctl or by --variants); give each key once", s.Key)
+			}
+			for _, val := range s.Values {
+				as := append(append([]sysctl.Assignment(nil), v.Sysctls...), sysctl.Assignment{Key: s.Key, Value: val})
+				name := s.Key + "=" + val
+				if v.Name != "" {
+					name = v.Name + "," + name
+				}
+				next = append(next, Variant{Name: name, Sysctls: as, fromDim: keysOf(as)})
+			}
+		}
+		cur = next
+		if len(cur) > MaxMatrixVariants {
+			return nil, usage("--sysctl: %d variants or more; at most %d per matrix", len(cur), MaxMatrixVariants)
+		}
+	}
+	if len(cur) == 1 && len(cur[0].Sysctls) == 0 {
+		return nil, usage("matrix: no variants; give --sysctl KEY=V1,V2 and/or --variants FILE")
+	}
+	for i := range cur {
+		cur[i].Index = i
+		cur[i].fromDim = nil
+	}
+	return cur, nil
+}
+
+func keysOf(as []sysctl.Assignment) map[string]struct{} {
+	m := make(map[string]struct{}, len(as))
+	for _, a := range as {
+		m[a.Key] = struct{}{}
+	}
+	return m
+}
+
+// MatrixRun is one run of a matrix: which variant, which repeat, and where
+// its record goes.
+type MatrixRun struct {
+	Variant     int       `json:"variant"`
+	VariantName string    `json:"variant_name"`
+	Repeat      int       `json:"repeat"`
+	RunID       string    `json:"run_id"`
+	File        string    `json:"file"` // relative to the matrix directory
+	Log         string    `json:"log"`  // the child's standard output
+	Status      string    `json:"status"`
+	Error       string    `json:"error,omitempty"`
+	ExitCode    int       `json:"exit_code"`
+	Start       time.Time `json:"start,omitzero"`
+	End         time.Time `json:"end,omitzero"`
+}
+
+// Status values of a MatrixRun.
+const (
+	RunPending     = "pending"
+	RunOK          = "ok"
+	RunFailed      = "failed"
+	RunInterrupted = "interrupted"
+)
+
+// Schedule orders the runs interleaved: every variant once, then every
+// variant again (A B A B, not A A B B), so slow drift of the machine (heat,
+// other load, TIME_WAIT left by the previous run) spreads over all variants
+// instead of landing on one.
+func Schedule(matrixID string, variants []Variant, repeat int) []MatrixRun {
+	runs := make([]MatrixRun, 0, len(variants)*repeat)
+	for r := 0; r < repeat; r++ {
+		for _, v := range variants {
+			base := fmt.Sprintf("v%d-r%d", v.Index, r)
+			runs = append(runs, MatrixRun{
+				Variant: v.Index, VariantName: v.Name, Repeat: r,
+				RunID: matrixID + "-" + base, File: base + ".json", Log: base + ".log",
+				Status: RunPending,
+			})
+		}
+	}
+	return runs
+}
+
+// MatrixIndex is results/<matrix-id>/index.json: what the matrix was asked
+// to do and what became of every run. It is rewritten after each run, so an
+// interrupted matrix still says which records exist.
+type MatrixIndex struct {
+	Schema      int         `json:"schema"`
+	Matrix      string      `json:"matrix"`
+	Created     time.Time   `json:"created"`
+	Finished    time.Time   `json:"finished,omitzero"`
+	Args        []string    `json:"args"`
+	Mode        string      `json:"mode"` // isolated or host
+	Repeat      int         `json:"repeat"`
+	Variants    []Variant   `json:"variants"`
+	Runs        []MatrixRun `json:"runs"`
+	Interrupted bool        `json:"interrupted"`
+}
+
+// MatrixOptions is a matrix as cmd/closeload parsed it.
+type MatrixOptions struct {
+	// ID names the matrix and its directory; NewMatrixID when empty.
+	ID string
+	// Dir is the results directory; records go to Dir/ID/.
+	Dir      string
+	Variants []Variant
+	Repeat   int
+	// Host applies each variant to the host (--host-sysctl) instead of
+	// isolating it; the run flags must then say --host-sysctl too.
+	Host bool
+	// Target is the external target, if any (isolated variants cannot
+	// reach one).
+	Target string
+	// AllowUnknown passes --allow-unknown-sysctl to the children.
+	AllowUnknown bool
+	// RunArgs are the run flags the user set, passed to every run as they
+	// are ("--conns=8"); the matrix adds --sysctl, --out, --run-id and the
+	// matrix placement flags itself.
+	RunArgs []string
+	// Hlog asks every run for an HdrHistogram interval log beside its record.
+	Hlog bool
+	// Exe is the closeload binary (os.Executable() when empty); ExeArgs come
+	// before "run" (tests point Exe at a fake).
+	Exe     string
+	ExeArgs []string
+	// Env is added to the children's environment.
+	Env []string
+	// Args are the matrix's own command line, kept in the index.
+	Args []string
+	// Stdout gets one line per run; Stderr gets the children's stderr (their
+	// progress line and errors). A child's stdout goes to its log file.
+	Stdout, Stderr io.Writer
+}
+
+// NewMatrixID returns a sortable, unique matrix id.
+func NewMatrixID() string {
+	return "matrix-" + time.Now().UTC().Format("20060102T150405Z") + "-" + strconv.Itoa(os.Getpid())
+}
+
+// Check validates a matrix before any run starts: repeat bounds, global
+// keys in isolated mode, root for host mode, an external target without
+// host mode.
+func (o *MatrixOptions) Check() error {
+	if o.Repeat < 1 || o.Repeat > MaxMatrixRepeat {
+		return usage("--repeat %d: want 1 to %d", o.Repeat, MaxMatrixRepeat)
+	}
+	if len(o.Variants) == 0 {
+		return usage("matrix: no variants; give --sysctl KEY=V1,V2 and/or --variants FILE")
+	}
+	if o.ID != "" && (strings.ContainsAny(o.ID, "/\\ \t\n") || o.ID == "." || o.ID == "..") {
+		return usage("--matrix-id %q: no slashes or spaces", o.ID)
+	}
+	if o.Host {
+		if os.Geteuid() != 0 {
+			return usage("--host-sysctl: %v", fmt.Errorf("%w: it changes the whole host's settings; run as root, or drop --host-sysctl to compare settings in isolated network namespaces (no root needed)", sysctl.ErrNotRoot))
+		}
+		return nil
+	}
+	if o.Target != "" {
+		return usage("--target %s: isolated variants run in fresh network namespaces that cannot reach it; use --host-sysctl (root) to compare settings against an external target", o.Target)
+	}
+	for _, v := range o.Variants {
+		if err := sysctl.CheckIsolatable(v.Sysctls); err != nil {
+			return usage("variant %s: %v", v.Name, err)
+		}
+	}
+	return nil
+}
+
+// childArgs is the command line of one run.
+func (o *MatrixOptions) childArgs(dir string, r MatrixRun, v Variant) []string {
+	args := append(append([]string(nil), o.ExeArgs...), "run")
+	args = append(args, o.RunArgs...)
+	for _, a := range v.Sysctls {
+		args = append(args, "--sysctl="+a.String())
+	}
+	args = append(args,
+		"--out="+filepath.Join(dir, r.File),
+		"--run-id="+r.RunID,
+		"--matrix-id="+filepath.Base(dir),
+		"--variant="+v.Name,
+		"--repeat-index="+strconv.Itoa(r.Repeat),
+	)
+	if o.Hlog {
+		args = append(args, "--hlog="+filepath.Join(dir, strings.TrimSuffix(r.File, ".json")+".hlog"))
+	}
+	return args
+}
+
+// RunMatrix runs every variant Repeat times, interleaved, one child
+// `closeload run` at a time, and returns the index and the records read
+// back (nil where a run produced none). It stops early when ctx ends or the
+// first run fails with a usage error (every run would).
+func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.Run, error) {
+	if err := o.Check(); err != nil {
+		return nil, nil, err
+	}
+	if o.ID == "" {
+		o.ID = NewMatrixID()
+	}
+	if o.Dir == "" {
+		o.Dir = "results"
+	}
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, nil, fmt.Errorf("matrix: find own binary: %w", err)
+		}
+		o.Exe = exe
+	}
+	stdout, stderr := o.Stdout, o.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	dir := filepath.Join(o.Dir, o.ID)
+	if _, err := os.Stat(filepath.Join(dir, MatrixIndexFile)); err == nil {
+		return nil, nil, usage("--matrix-id %s: %s already holds a matrix; choose another id", o.ID, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("matrix: %w", err)
+	}
+	idx := &MatrixIndex{
+		Schema: MatrixIndexSchema, Matrix: o.ID, Created: time.Now().UTC(), Args: o.Args,
+		Mode: sysctl.ModeIsolated, Repeat: o.Repeat, Variants: o.Variants,
+		Runs: Schedule(o.ID, o.Variants, o.Repeat),
+	}
+	if o.Host {
+		idx.Mode = sysctl.ModeHost
+	}
+	if err := writeIndex(dir, idx); err != nil {
+		return nil, nil, err
+	}
+	recs := make([]*results.Run, len(idx.Runs))
+	var stopErr error
+	for i := range idx.Runs {
+		r := &idx.Runs[i]
+		if ctx.Err() != nil {
+			idx.Interrupted = true
+			break
+		}
+		v := o.Variants[r.Variant]
+		fmt.Fprintf(stdout, "[%d/%d] %s  repeat %d ...", i+1, len(idx.Runs), v.Name, r.Repeat)
+		rec, err := o.runOne(ctx, dir, r, v, stderr)
+		recs[i] = rec
+		switch {
+		case rec != nil:
+			fmt.Fprintf(stdout, " %.0f cycles/s, %d errors%s\n", rec.Totals.Rate, matrixErrors(rec), statusNote(r))
+		default:
+			fmt.Fprintf(stdout, " %s: %s\n", r.Status, r.Error)
+		}
+		if r.Status == RunInterrupted || ctx.Err() != nil {
+			idx.Interrupted = true
+		}
+		if werr := writeIndex(dir, idx); werr != nil {
+			return idx, recs, werr
+		}
+		if errors.Is(err, ErrUsage) {
+			stopErr = err
+			break
+		}
+		if idx.Interrupted {
+			break
+		}
+	}
+	idx.Finished = time.Now().UTC()
+	if err := writeIndex(dir, idx); err != nil {
+		return idx, recs, err
+	}
+	if stopErr != nil {
+		return idx, recs, stopErr
+	}
+	var failed []string
+	for _, r := range idx.Runs {
+		if r.Status == RunFailed {
+			failed = append(failed, r.RunID)
+		}
+	}
+	if len(failed) > 0 {
+		return idx, recs, fmt.Errorf("matrix %s: %d of %d runs failed (%s); see %s", o.ID, len(failed), len(idx.Runs), strings.Join(failed, ", "), filepath.Join(dir, MatrixIndexFile))
+	}
+	return idx, recs, nil
+}
+
+func statusNote(r *MatrixRun) string {
+	if r.Status == RunOK {
+		return ""
+	}
+	return "  (" + r.Status + ")"
+}
+
+// runOne runs one child and reads its record back. Its error wraps
+// ErrUsage when the child rejected its flags.
+func (o *MatrixOptions) runOne(ctx context.Context, dir string, r *MatrixRun, v Variant, stderr io.Writer) (*results.Run, error) {
+	log, err := os.Create(filepath.Join(dir, r.Log))
+	if err != nil {
+		r.Status, r.Error = RunFailed, err.Error()
+		return nil, err
+	}
+	defer log.Close()
+	cmd := exec.CommandContext(ctx, o.Exe, o.childArgs(dir, *r, v)...)
+	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Stdout = log
+	cmd.Stderr = io.MultiWriter(stderr, log)
+	if f, ok := stderr.(*os.File); ok {
+		cmd.Stderr = f // keep the child's terminal progress line
+	}
+	// On Ctrl-C the terminal signals the child too; on SIGTERM to the
+	// matrix alone, pass it on so the child writes its interrupted record.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = sysctl.ChildStopDelay + 5*time.Second
+	r.Start = time.Now().UTC()
+	runErr := cmd.Run()
+	r.End = time.Now().UTC()
+	r.ExitCode = cmd.ProcessState.ExitCode()
+	rec, readErr := results.ReadFile(filepath.Join(dir, r.File))
+	switch {
+	case rec != nil && rec.Interrupted:
+		r.Status, r.Error = RunInterrupted, rec.InterruptReason
+	case runErr == nil && readErr == nil:
+		r.Status = RunOK
+	case runErr != nil:
+		r.Status, r.Error = RunFailed, fmt.Sprintf("closeload run: %v (see %s)", runErr, filepath.Join(dir, r.Log))
+	default:
+		r.Status, r.Error = RunFailed, "record: "+readErr.Error()
+	}
+	if rec != nil && r.Status != RunFailed {
+		if err := checkPlacement(rec, filepath.Base(dir), *r, v); err != nil {
+			r.Status, r.Error = RunFailed, err.Error()
+		}
+	}
+	if r.Status == RunFailed && r.ExitCode == 2 {
+		return rec, fmt.Errorf("%w: run %s rejected its flags (exit 2); every run would: %s", ErrUsage, r.RunID, lastLine(filepath.Join(dir, r.Log)))
+	}
+	if r.Status == RunFailed {
+		return rec, errors.New(r.Error)
+	}
+	return rec, nil
+}
+
+// checkPlacement makes sure the record is the run the matrix asked for:
+// placed in the matrix, with the variant's values applied and still in
+// effect at the end, in the expected mode.
+func checkPlacement(rec *results.Run, matrixID string, r MatrixRun, v Variant) error {
+	if rec.Matrix != matrixID || rec.Variant != v.Name || rec.Repeat != r.Repeat || rec.ID != r.RunID {
+		return fmt.Errorf("record %s is not run %s of matrix %s (says matrix %q variant %q repeat %d)", r.File, r.RunID, matrixID, rec.Matrix, rec.Variant, rec.Repeat)
+	}
+	for _, a := range v.Sysctls {
+		if rec.Sysctls.Applied[a.Key] != a.Value {
+			return fmt.Errorf("record %s: %s applied as %q, want %q", r.File, a.Key, rec.Sysctls.Applied[a.Key], a.Value)
+		}
+		if got, ok := rec.Sysctls.After[a.Key]; ok && got != a.Value {
+			return fmt.Errorf("record %s: %s was %q at the end of the run, not the variant's %q", r.File, a.Key, got, a.Value)
+		}
+	}
+	return nil
+}
+
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+func writeIndex(dir string, idx *MatrixIndex) error {
+	data, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return err
+	}
+	return results.WriteFileAtomic(filepath.Join(dir, MatrixIndexFile), append(data, '\n'))
+}
+
+// ReadMatrixIndex reads results/<matrix-id>/index.json.
+func ReadMatrixIndex(path string) (*MatrixIndex, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var idx MatrixIndex
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if idx.Schema != MatrixIndexSchema {
+		return nil, fmt.Errorf("%s: matrix index schema %d, this closeload reads %d", path, idx.Schema, MatrixIndexSchema)
+	}
+	return &idx, nil
+}
+
+// Headline figures of the comparison, by the names the collector and the
+// workload give them.
+const (
+	counterTWRecycled = "TcpExt.TWRecycled"
+	stateTimeWait     = "TIME_WAIT"
+)
+
+var classAddrNotAvailable = workload.ErrorClassNames[workload.ErrAddrNotAvailable]
+
+func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }
+
+func counterOf(r *results.Run, name string) int64 {
+	for _, c := range r.Counters {
+		if c.Name == name {
+			return c.Delta
+		}
+	}
+	return 0
+}
+
+// WriteMatrixComparison prints the headline figures per variant, averaged
+// over its completed runs: cycles/s (mean, and the spread over repeats),
+// TWRecycled, addr-not-available errors, peak TIME_WAIT and all errors.
+// Interrupted and failed runs are left out and counted. It is deliberately
+// one small function: the report package's comparison replaces it.
+func WriteMatrixComparison(w io.Writer, idx *MatrixIndex, recs []*results.Run) {
+	type agg struct{ rates, tw, ana, peak, errs []float64 }
+	per := make([]agg, len(idx.Variants))
+	for i, r := range idx.Runs {
+		if i >= len(recs) || recs[i] == nil || r.Status != RunOK {
+			continue
+		}
+		rec, a := recs[i], &per[r.Variant]
+		a.rates = append(a.rates, rec.Totals.Rate)
+		a.tw = append(a.tw, float64(counterOf(rec, counterTWRecycled)))
+		a.ana = append(a.ana, float64(rec.Totals.Errors[classAddrNotAvailable].Count))
+		a.peak = append(a.peak, float64(rec.Peaks[stateTimeWait].Total))
+		a.errs = append(a.errs, float64(matrixErrors(rec)))
+	}
+	fmt.Fprintf(w, "\nmatrix %s: %s variants, mean over completed runs\n", idx.Matrix, idx.Mode)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "variant\truns\tcycles/s\t± spread\tvs first\tTWRecycled\taddr-not-avail\tpeak TIME_WAIT\terrors\t")
+	base := math.NaN()
+	for i, v := range idx.Variants {
+		a := per[i]
+		if len(a.rates) == 0 {
+			fmt.Fprintf(tw, "%s\t0/%d\t-\t-\t-\t-\t-\t-\t-\t\n", shortName(v.Name), idx.Repeat)
+			continue
+		}
+		mean := meanOf(a.rates)
+		if math.IsNaN(base) {
+			base = mean
+		}
+		lo, hi := minMax(a.rates)
+		vs := "-"
+		if base > 0 && i > 0 {
+			vs = fmt.Sprintf("%+.1f%%", (mean/base-1)*100)
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%.0f\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\n", shortName(v.Name), len(a.rates), idx.Repeat,
+			mean, (hi-lo)/2, vs, meanOf(a.tw), meanOf(a.ana), meanOf(a.peak), meanOf(a.errs))
+	}
+	tw.Flush()
+}
+
+// shortName drops the net.ipv4. / net.core. prefixes for the table.
+func shortName(s string) string {
+	return strings.NewReplacer("net.ipv4.", "", "net.core.", "").Replace(s)
+}
+
+func meanOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+func minMax(xs []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, x := range xs {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}

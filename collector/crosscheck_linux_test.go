@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,19 +356,18 @@ func TestSamplerInNamespace(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
 		p := newServer(t, "tcp4", "127.0.0.1:0")
 		other := newServer(t, "tcp4", "127.0.0.1:0")
-		var cycles uint64
+		var cycles atomic.Uint64
+		var seen int
 		s, err := NewSampler(SamplerConfig{
 			Interval: 20 * time.Millisecond,
+			MaxCPU:   -1, // every sample counts states, however loaded the machine
 			Ports:    []uint16{p.port},
-			Workload: func() WorkloadCounts { return WorkloadCounts{Cycles: cycles, Attempts: cycles} },
+			Workload: func() WorkloadCounts { return WorkloadCounts{Cycles: cycles.Load(), Attempts: cycles.Load()} },
+			OnSample: func(results.Sample) { seen++ },
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var seen int
-		done := make(chan struct{})
-		var got []results.Sample
-		s.cfg.OnSample = func(x results.Sample) { seen++; got = append(got, x) }
 		s.Start()
 		const n = 200
 		for range n {
@@ -375,7 +375,7 @@ func TestSamplerInNamespace(t *testing.T) {
 			c.Close()
 			readEOF(t, sc)
 			sc.Close()
-			cycles++
+			cycles.Add(1)
 		}
 		// Sockets on another port are not the run's.
 		for range 20 {
@@ -385,7 +385,6 @@ func TestSamplerInNamespace(t *testing.T) {
 			sc.Close()
 		}
 		time.Sleep(100 * time.Millisecond)
-		close(done)
 		r := s.Stop()
 		if r2 := s.Stop(); len(r2.Series) != len(r.Series) {
 			t.Fatal("a second Stop must return the same result")

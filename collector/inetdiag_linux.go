@@ -31,6 +31,20 @@ type inetDiagReqV2 struct {
 	ID       inetDiagSockID
 }
 
+// inetDiagReq is struct inet_diag_req (60 bytes), the older request sent
+// with nlmsg_type TCPDIAG_GETSOCK. The kernel dumps it with family
+// AF_UNSPEC: one walk of the socket hash answers for IPv4 and IPv6, where
+// SOCK_DIAG_BY_FAMILY needs one walk per family.
+type inetDiagReq struct {
+	Family uint8
+	SrcLen uint8
+	DstLen uint8
+	Ext    uint8
+	ID     inetDiagSockID
+	States uint32
+	DBs    uint32
+}
+
 // inetDiagMsg is struct inet_diag_msg (72 bytes), one socket in a reply.
 type inetDiagMsg struct {
 	Family  uint8
@@ -56,6 +70,7 @@ type inetDiagBcOp struct {
 const (
 	sizeofInetDiagSockID = int(unsafe.Sizeof(inetDiagSockID{}))
 	sizeofInetDiagReqV2  = int(unsafe.Sizeof(inetDiagReqV2{}))
+	sizeofInetDiagReq    = int(unsafe.Sizeof(inetDiagReq{}))
 	sizeofInetDiagMsg    = int(unsafe.Sizeof(inetDiagMsg{}))
 	sizeofInetDiagBcOp   = int(unsafe.Sizeof(inetDiagBcOp{}))
 )
@@ -70,6 +85,7 @@ var (
 
 // inet_diag request attributes and bytecode operations.
 const (
+	tcpDiagGetSock      = 18 // TCPDIAG_GETSOCK: the request and its replies
 	inetDiagReqBytecode = 1  // INET_DIAG_REQ_BYTECODE
 	inetDiagBcJmp       = 1  // INET_DIAG_BC_JMP
 	inetDiagBcSEq       = 11 // INET_DIAG_BC_S_EQ: local port equals

@@ -14,6 +14,7 @@ func TestInetDiagSizes(t *testing.T) {
 	}{
 		{"inet_diag_sockid", sizeofInetDiagSockID, 48},
 		{"inet_diag_req_v2", sizeofInetDiagReqV2, 56},
+		{"inet_diag_req", sizeofInetDiagReq, 60},
 		{"inet_diag_msg", sizeofInetDiagMsg, 72},
 		{"inet_diag_bc_op", sizeofInetDiagBcOp, 4},
 		{"offsetof(inet_diag_msg, idiag_state)", offMsgState, 1},
@@ -104,6 +105,10 @@ func TestBuildDiagRequest(t *testing.T) {
 	}
 	if binary.NativeEndian.Uint32(req[16+4:]) != allStatesMask || allStatesMask != 0xffe {
 		t.Fatalf("state mask %#x", allStatesMask)
+	}
+	c := buildCompatRequest(nil)
+	if len(c) != 16+60 || binary.NativeEndian.Uint16(c[4:]) != tcpDiagGetSock || binary.NativeEndian.Uint32(c[16+52:]) != allStatesMask {
+		t.Fatalf("compat request %x", c)
 	}
 	bc := portBytecode([]uint16{80})
 	req = buildDiagRequest(bc)

@@ -71,8 +71,10 @@ func nlSocketFD() (int, error) {
 	return fd, nil
 }
 
-// inNetns runs fn on a thread that has joined the network namespace at path.
-// The thread is locked and never unlocked, so the runtime discards it after.
+// inNetns runs fn on a thread that has joined the network namespace at path,
+// then returns the thread to its own namespace. Only when that return fails
+// is the thread left locked, so that the runtime discards it: ending threads
+// needlessly would also fire the Pdeathsig of children they started.
 func inNetns(path string, fn func() (int, error)) (int, error) {
 	type res struct {
 		fd  int
@@ -81,17 +83,29 @@ func inNetns(path string, fn func() (int, error)) (int, error) {
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open(path)
+		own, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{-1, err}
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		defer own.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{-1, err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{-1, fmt.Errorf("setns %s: %w", path, err)}
 			return
 		}
 		fd, err := fn()
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 		ch <- res{fd, err}
 	}()
 	r := <-ch
@@ -121,8 +135,11 @@ type netlinkSource struct {
 	// ports filters in user space when the kernel filter is not used.
 	ports *portSet
 	req   []byte
-	seq   uint32
-	buf   []byte
+	// compat is the one-walk request for both families (TCPDIAG_GETSOCK);
+	// nil when one family is asked for or the kernel refused it.
+	compat []byte
+	seq    uint32
+	buf    []byte
 	// Retries counts dumps retried after NLM_F_DUMP_INTR.
 	retries uint64
 }
@@ -155,7 +172,33 @@ func newNetlinkSourceConn(open func() (nlConn, error), families []int, ports *po
 		}
 	}
 	n.req = buildDiagRequest(bc)
+	if len(families) == 2 {
+		n.compat = buildCompatRequest(bc)
+	}
 	return n, nil
+}
+
+// buildCompatRequest returns a TCPDIAG_GETSOCK dump request for every state
+// of both families, with bytecode when not nil.
+func buildCompatRequest(bc []byte) []byte {
+	size := unix.NLMSG_HDRLEN + sizeofInetDiagReq
+	if bc != nil {
+		size += unix.SizeofNlAttr + len(bc)
+	}
+	b := make([]byte, size)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(size))
+	ne.PutUint16(b[4:], tcpDiagGetSock)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	r := b[unix.NLMSG_HDRLEN:]
+	ne.PutUint32(r[4+sizeofInetDiagSockID:], allStatesMask)
+	if bc != nil {
+		a := r[sizeofInetDiagReq:]
+		ne.PutUint16(a[0:], uint16(unix.SizeofNlAttr+len(bc)))
+		ne.PutUint16(a[2:], inetDiagReqBytecode)
+		copy(a[unix.SizeofNlAttr:], bc)
+	}
+	return b
 }
 
 // buildDiagRequest returns a SOCK_DIAG_BY_FAMILY dump request for every
@@ -204,14 +247,30 @@ func (n *netlinkSource) count(s resetSink, _ *Counts) error {
 	}
 }
 
-func (n *netlinkSource) countOnce(s sink) (intr bool, err error) {
+func (n *netlinkSource) countOnce(s resetSink) (intr bool, err error) {
 	if n.conn == nil {
 		if n.conn, err = n.open(); err != nil {
 			return false, err
 		}
 	}
+	if n.compat != nil {
+		i, err := n.dump(n.compat, 0, s)
+		if err == nil {
+			return i, nil
+		}
+		var errno syscall.Errno
+		if !errors.As(err, &errno) {
+			n.conn.close()
+			n.conn = nil
+			return false, err
+		}
+		// The kernel refused the one-walk request: one dump per family
+		// from now on.
+		n.compat = nil
+		s.(resetSink).reset()
+	}
 	for _, fam := range n.families {
-		i, err := n.dump(uint8(fam), s)
+		i, err := n.dump(n.req, uint8(fam), s)
 		if err != nil {
 			// The socket may hold the rest of a reply: start afresh next time.
 			n.conn.close()
@@ -223,12 +282,15 @@ func (n *netlinkSource) countOnce(s sink) (intr bool, err error) {
 	return intr, nil
 }
 
-// dump sends one request and reads its reply to NLMSG_DONE.
-func (n *netlinkSource) dump(family uint8, s sink) (intr bool, err error) {
+// dump sends one request (for family when it is a SOCK_DIAG_BY_FAMILY one)
+// and reads its reply to NLMSG_DONE.
+func (n *netlinkSource) dump(req []byte, family uint8, s sink) (intr bool, err error) {
 	n.seq++
-	binary.NativeEndian.PutUint32(n.req[8:], n.seq)
-	n.req[unix.NLMSG_HDRLEN] = family
-	if err := n.conn.send(n.req); err != nil {
+	binary.NativeEndian.PutUint32(req[8:], n.seq)
+	if family != 0 {
+		req[unix.NLMSG_HDRLEN] = family
+	}
+	if err := n.conn.send(req); err != nil {
 		return false, fmt.Errorf("%w: send: %v", ErrNetlink, err)
 	}
 	// Bounded: a dump of a million sockets takes about 3,000 reads.
@@ -256,7 +318,7 @@ func (n *netlinkSource) close() error {
 }
 
 // parseDiagReply reads one buffer of netlink messages answering request seq:
-// each SOCK_DIAG_BY_FAMILY message is one socket, NLMSG_DONE ends the dump,
+// each SOCK_DIAG_BY_FAMILY (or TCPDIAG_GETSOCK) message is one socket, NLMSG_DONE ends the dump,
 // NLMSG_ERROR carries an errno. Messages of other sequence numbers (left
 // from an abandoned dump) are skipped. intr reports NLM_F_DUMP_INTR.
 func parseDiagReply(b []byte, seq uint32, ports *portSet, s sink) (done, intr bool, err error) {
@@ -294,9 +356,9 @@ func parseDiagReply(b []byte, seq uint32, ports *portSet, s sink) (done, intr bo
 				return true, intr, fmt.Errorf("%w: short NLMSG_ERROR", ErrParse)
 			}
 			if e := int32(ne.Uint32(body)); e != 0 {
-				return true, intr, fmt.Errorf("%w: kernel refused the request: %v", ErrNetlink, syscall.Errno(-e))
+				return true, intr, fmt.Errorf("%w: kernel refused the request: %w", ErrNetlink, syscall.Errno(-e))
 			}
-		case unix.SOCK_DIAG_BY_FAMILY:
+		case unix.SOCK_DIAG_BY_FAMILY, tcpDiagGetSock:
 			if len(body) < sizeofInetDiagMsg {
 				return done, intr, fmt.Errorf("%w: inet_diag_msg of %d bytes", ErrParse, len(body))
 			}

@@ -187,3 +187,38 @@ func FuzzParseDiagReply(f *testing.F) {
 		}
 	})
 }
+
+func TestNetlinkCompatRefused(t *testing.T) {
+	tw := nlMsg(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_MULTI, 0, diagMsg(StateTimeWait, 1, 2, 0))
+	refused := [][]byte{nlMsg(unix.NLMSG_ERROR, 0, 0, []byte{0xea, 0xff, 0xff, 0xff})} // -EINVAL
+	ok := [][]byte{tw, doneMsg(0, 0, 0)}
+	conn := &scriptConn{replies: [][][]byte{refused, ok, ok, ok, ok}}
+	n, err := newNetlinkSourceConn(func() (nlConn, error) { return conn, nil }, []int{FamilyIPv4, FamilyIPv6}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Counts
+	if err := n.count(&c, &c); err != nil {
+		t.Fatal(err)
+	}
+	if n.compat != nil || c.Total[StateTimeWait] != 2 || conn.sent != 3 {
+		t.Fatalf("after a refused one-walk request: compat %v, TW %d, %d requests", n.compat != nil, c.Total[StateTimeWait], conn.sent)
+	}
+}
+
+// TestNetlinkOneWalk checks that this kernel takes the one-walk request for
+// both families (read-only: it lists this namespace's sockets).
+func TestNetlinkOneWalk(t *testing.T) {
+	n, err := newNetlinkSource("", []int{FamilyIPv4, FamilyIPv6}, nil)
+	if err != nil {
+		t.Skipf("sock_diag not available here: %v", err)
+	}
+	defer n.close()
+	var c Counts
+	if err := n.count(&c, &c); err != nil {
+		t.Fatal(err)
+	}
+	if n.compat == nil {
+		t.Fatal("the kernel refused TCPDIAG_GETSOCK: two walks per count")
+	}
+}

@@ -42,7 +42,18 @@ type SamplerConfig struct {
 	// NetnsPath counts sockets in another network namespace (see
 	// StateQuery.NetnsPath); empty for the caller's own.
 	NetnsPath string
+	// MaxCPU is the share of one core the state counts may use (default
+	// DefaultMaxCPU). When one count costs more than MaxCPU × Interval,
+	// states are counted only every few intervals, so the sampler never
+	// competes with the workload it measures; counters are read every
+	// interval regardless. Negative: no limit.
+	MaxCPU float64
 }
+
+// DefaultMaxCPU is the default budget of the state counts: 5% of one core.
+// A sock_diag count walks every socket of the hash table (about 80-130 ns
+// each here), so 100k sockets at 10 Hz would otherwise take 10-30% of a core.
+const DefaultMaxCPU = 0.05
 
 // WorkloadCounts are the workload's cumulative totals; the Sampler turns
 // them into per-interval figures (Held is a level, kept as is).
@@ -52,7 +63,8 @@ type WorkloadCounts struct{ Cycles, Errors, Attempts, Held uint64 }
 type SamplerResult struct {
 	Series []results.Sample
 	// Counters holds whole-run deltas of every counter read, sorted by
-	// name, with their scope (netns or global).
+	// name, with their scope (netns or global). They run from the baseline
+	// to the last successful read; nil when no read succeeded.
 	Counters []results.CounterDelta
 	// Peaks holds, per state, the highest total and the highest orphan
 	// count seen in any sample (each maximum on its own).
@@ -86,6 +98,10 @@ type Sampler struct {
 	errOrder  []string
 	costSum   time.Duration
 	stateOK   bool // at least one state count succeeded
+	// counterReads counts successful counter reads after the baseline.
+	counterReads int
+	// nextStates is when the CPU budget allows the next state count.
+	nextStates time.Time
 
 	stop    chan struct{}
 	done    chan struct{}
@@ -115,6 +131,9 @@ func NewSampler(cfg SamplerConfig) (*Sampler, error) {
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = DefaultProcRoot
 	}
+	if cfg.MaxCPU == 0 {
+		cfg.MaxCPU = DefaultMaxCPU
+	}
 	if cfg.Source == "" {
 		cfg.Source = SourceAuto
 	}
@@ -134,6 +153,9 @@ func NewSampler(cfg SamplerConfig) (*Sampler, error) {
 		done:      make(chan struct{}),
 	}
 	s.health.IntervalNs = int64(cfg.Interval)
+	if cfg.MaxCPU > 0 {
+		s.health.CPUBudget = cfg.MaxCPU
+	}
 	s.health.Ports = append([]uint16(nil), cfg.Ports...)
 	n, err := s.counters.read(s.base)
 	s.health.ParseErrors += uint64(n)
@@ -203,10 +225,19 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 	t0 := time.Now()
 	smp := results.Sample{T: t0, Elapsed: t0.Sub(s.start).Seconds()}
 
-	if err := s.states.Count(&s.counts); err != nil {
+	if !final && t0.Before(s.nextStates) {
+		s.health.Throttled++
+		smp.Missing = append(smp.Missing, "states")
+	} else if err := s.states.Count(&s.counts); err != nil {
 		s.recordErr("socket states: " + err.Error())
 		smp.Missing = append(smp.Missing, "states")
 	} else {
+		if s.cfg.MaxCPU > 0 {
+			// The next count waits until this one fits the budget.
+			if c := time.Since(t0); float64(c) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
+				s.nextStates = t0.Add(time.Duration(float64(c) / s.cfg.MaxCPU))
+			}
+		}
 		s.stateOK = true
 		s.health.ParseErrors += s.counts.ParseErrors
 		smp.States = s.counts.Map()
@@ -241,6 +272,7 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 		for k, v := range s.cur {
 			s.prev[k] = v
 		}
+		s.counterReads++
 		if !s.baseOK {
 			// The baseline failed: deltas run from the first good read.
 			for k, v := range s.cur {
@@ -302,7 +334,9 @@ func (s *Sampler) Stop() SamplerResult {
 	if s.peakUnk > 0 {
 		r.Peaks["UNKNOWN"] = results.StateCount{Total: s.peakUnk}
 	}
-	if s.baseOK {
+	// Whole-run deltas run to the last good read; with none after the
+	// baseline there is nothing to report (n/a, not 0).
+	if s.baseOK && s.counterReads > 0 {
 		names := make([]string, 0, len(s.prev))
 		for k := range s.prev {
 			if _, ok := s.base[k]; ok {

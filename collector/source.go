@@ -101,6 +101,16 @@ type source interface {
 	close() error
 }
 
+// openNetlinkSource opens the sock_diag source; tests replace it to play a
+// kernel that refuses netlink.
+var openNetlinkSource = func(netnsPath string, families []int, ports *portSet) (source, error) {
+	n, err := newNetlinkSource(netnsPath, families, ports)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
 // StateSource is an open socket-state source, kept across samples so that a
 // sample costs no socket or buffer allocation.
 type StateSource struct {
@@ -124,7 +134,7 @@ func OpenStateSource(q StateQuery) (*StateSource, error) {
 		s.src = newProcSource(q.ProcRoot, q.Families, s.ports)
 		return s, nil
 	}
-	nl, err := newNetlinkSource(q.NetnsPath, q.Families, s.ports)
+	nl, err := openNetlinkSource(q.NetnsPath, q.Families, s.ports)
 	if err != nil {
 		if q.Source == SourceNetlink {
 			return nil, err

@@ -20,9 +20,9 @@ func TestCountsOrphanRule(t *testing.T) {
 		{StateLastAck, false, "LAST_ACK", 1},
 		{StateFinWait1, false, "FIN_WAIT1", 1},
 		{StateClosing, false, "CLOSING", 1},
-		{StateCloseWait, false, "CLOSE_WAIT", 0},   // waiting in the accept queue
+		{StateCloseWait, false, "CLOSE_WAIT", 0},    // waiting in the accept queue
 		{StateEstablished, false, "ESTABLISHED", 0}, // waiting in the accept queue
-		{StateSynRecv, false, "SYN_RECV", 0},       // request socket
+		{StateSynRecv, false, "SYN_RECV", 0},        // request socket
 		{stateNewSynRecv, false, "SYN_RECV", 0},
 	} {
 		var c Counts

@@ -40,9 +40,19 @@ func WriteSummary(w io.Writer, r SamplerResult) {
 		}
 		ports = "ports " + strings.Join(ps, ",")
 	}
+	if h.Samples == 0 {
+		fmt.Fprintf(w, "kernel: not sampled\n")
+		for _, e := range h.Errors {
+			fmt.Fprintf(w, "  error: %s\n", e)
+		}
+		return
+	}
 	fmt.Fprintf(w, "kernel: %s, %s, %d samples every %v, %d missed, %v per sample (max %v)\n",
 		src, ports, h.Samples, time.Duration(h.IntervalNs), h.Missed,
 		roundCost(h.MeanCostNs), roundCost(h.MaxCostNs))
+	if h.Throttled > 0 {
+		fmt.Fprintf(w, "  note: %d samples skipped their state count to keep within %.0f%% of a core\n", h.Throttled, 100*h.CPUBudget)
+	}
 	if h.FallbackReason != "" {
 		fmt.Fprintf(w, "  note: %s\n", h.FallbackReason)
 	}
@@ -51,7 +61,7 @@ func WriteSummary(w io.Writer, r SamplerResult) {
 	}
 	fmt.Fprintf(w, "  peak sockets:")
 	for _, name := range SummaryStates {
-		if h.Source == "none" {
+		if h.Source == "none" || h.Source == "" {
 			fmt.Fprintf(w, "  %s n/a", name)
 			continue
 		}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -131,6 +132,22 @@ type variantGroup struct {
 	runs             []*results.Run
 	infos            []RunInfo
 	sources          [][]*results.Run
+	// series holds, per run, its series still as JSON (nil once decoded).
+	series []json.RawMessage
+}
+
+// loadSeries decodes run i's series if Load left it as JSON.
+func (g *variantGroup) loadSeries(i int) error {
+	if i >= len(g.series) || g.series[i] == nil {
+		return nil
+	}
+	var s []results.Sample
+	if err := json.Unmarshal(g.series[i], &s); err != nil {
+		return fmt.Errorf("run %s: series: %w", g.runs[i].ID, err)
+	}
+	g.runs[i].Series = s
+	g.series[i] = nil
+	return nil
 }
 
 // Compare groups runs into variants, merges shards, and compares every
@@ -234,6 +251,10 @@ func groupInputs(inputs []Input) ([]*variantGroup, []string) {
 				paths = append(paths, in.Path)
 			}
 		}
+		var series json.RawMessage
+		if len(ins) == 1 {
+			series = ins[0].series
+		}
 		merged, missing, err := results.Merge(recs)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("run %s skipped: %v (%s)", id, err, strings.Join(paths, ", ")))
@@ -265,6 +286,7 @@ func groupInputs(inputs []Input) ([]*variantGroup, []string) {
 		g.runs = append(g.runs, merged)
 		g.infos = append(g.infos, info)
 		g.sources = append(g.sources, recs)
+		g.series = append(g.series, series)
 	}
 	for _, g := range groups {
 		order := make([]int, len(g.runs))
@@ -272,11 +294,11 @@ func groupInputs(inputs []Input) ([]*variantGroup, []string) {
 			order[i] = i
 		}
 		sort.SliceStable(order, func(a, b int) bool { return g.runs[order[a]].Start.Before(g.runs[order[b]].Start) })
-		runs, infos, srcs := make([]*results.Run, len(order)), make([]RunInfo, len(order)), make([][]*results.Run, len(order))
+		runs, infos, srcs, series := make([]*results.Run, len(order)), make([]RunInfo, len(order)), make([][]*results.Run, len(order)), make([]json.RawMessage, len(order))
 		for i, j := range order {
-			runs[i], infos[i], srcs[i] = g.runs[j], g.infos[j], g.sources[j]
+			runs[i], infos[i], srcs[i], series[i] = g.runs[j], g.infos[j], g.sources[j], g.series[j]
 		}
-		g.runs, g.infos, g.sources = runs, infos, srcs
+		g.runs, g.infos, g.sources, g.series = runs, infos, srcs, series
 	}
 	return groups, notes
 }
@@ -345,12 +367,19 @@ func appendUnique(dst []string, s string) []string {
 	return append(dst, s)
 }
 
-// Runs returns the merged runs of variant i, one per repeat, in run order.
-func (c *Comparison) Runs(i int) []*results.Run {
+// Runs returns the merged runs of variant i, one per repeat, in run order,
+// with their series decoded.
+func (c *Comparison) Runs(i int) ([]*results.Run, error) {
 	if i < 0 || i >= len(c.groups) {
-		return nil
+		return nil, nil
 	}
-	return c.groups[i].runs
+	g := c.groups[i]
+	for j := range g.runs {
+		if err := g.loadSeries(j); err != nil {
+			return nil, err
+		}
+	}
+	return g.runs, nil
 }
 
 // records returns every record the comparison was made from, shards

@@ -115,8 +115,8 @@ func buildRun(t testing.TB, m runModel, seed uint64) *results.Run {
 			cum[sc.name] += c
 			accs[i].cycles += c
 			smp.Cycles += uint64(c)
-			for class, f := range sc.errors {
-				e := math.Round(jitter(f(sec), 0.05))
+			for _, class := range sortedKeys(sc.errors) {
+				e := math.Round(jitter(sc.errors[class](sec), 0.05))
 				accs[i].errs[class] += e
 				smp.Errors += uint64(e)
 			}
@@ -197,6 +197,15 @@ func buildRun(t testing.TB, m runModel, seed uint64) *results.Run {
 	r.Collector = &results.CollectorHealth{Source: "sock_diag", Samples: m.seconds, MeanCostNs: 1_200_000 + int64(seed%7)*10_000, MaxCostNs: 3_100_000}
 	r.Storm = m.storm
 	return r
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
 }
 
 func sortStrings(s []string) {
@@ -451,6 +460,11 @@ func TestGenerateFixtures(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "sharded", "manifest.json"), []byte(`{"matrix": "none", "note": "not a record"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The matrix's own index.json has a schema but no id: not a record.
+	index := `{"schema": 1, "matrix": "m-tw-reuse", "mode": "isolated", "repeat": 3, "variants": [], "runs": []}` + "\n"
+	if err := os.WriteFile(filepath.Join(root, "tw-reuse", "index.json"), []byte(index), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -15,8 +15,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/closeload/closeload/results"
 )
@@ -31,6 +33,10 @@ type Input struct {
 	Run   *results.Run
 	Path  string
 	Label string
+
+	// series is the record's series, still JSON: decoding it is most of
+	// the cost of reading a record, and only plots need it.
+	series json.RawMessage
 }
 
 // Skipped names an input that could not be used and why, so the user can
@@ -58,12 +64,16 @@ func Load(args []string) ([]Input, []Skipped, error) {
 			continue
 		}
 		if !st.IsDir() {
-			r, err := results.ReadFile(path)
-			if err != nil {
-				skipped = append(skipped, Skipped{Path: path, Err: stripPath(err, path)})
-				continue
+			data, err := os.ReadFile(path)
+			if err == nil {
+				var r *results.Run
+				var series json.RawMessage
+				if r, series, err = decodeRecord(data); err == nil {
+					inputs = append(inputs, Input{Run: r, Path: path, Label: label, series: series})
+					continue
+				}
 			}
-			inputs = append(inputs, Input{Run: r, Path: path, Label: label})
+			skipped = append(skipped, Skipped{Path: path, Err: errText(err)})
 			continue
 		}
 		in, sk := loadDir(path, label)
@@ -95,11 +105,12 @@ func splitLabel(arg string) (label, path string) {
 }
 
 // loadDir reads every record below dir. JSON files that are not closeload
-// records at all (a matrix manifest, say) are passed over silently; records
-// that are damaged are skipped and named. Records come back in run order
-// (start time, then path), so the first variant run is the first variant.
+// records at all (the matrix's index.json, say) are passed over silently;
+// records that are damaged are skipped and named. Records come back in run
+// order (start time, then path), so the first variant run is the first
+// variant.
 func loadDir(dir, label string) ([]Input, []Skipped) {
-	var inputs []Input
+	var paths []string
 	var skipped []Skipped
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -113,27 +124,55 @@ func loadDir(dir, label string) ([]Input, []Skipped) {
 			}
 			return nil
 		}
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			return nil
+		if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") {
+			paths = append(paths, path)
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			skipped = append(skipped, Skipped{Path: path, Err: errText(err)})
-			return nil
-		}
-		if isForeignJSON(data) {
-			return nil
-		}
-		r, err := results.Read(bytes.NewReader(data))
-		if err != nil {
-			skipped = append(skipped, Skipped{Path: path, Err: err.Error()})
-			return nil
-		}
-		inputs = append(inputs, Input{Run: r, Path: path, Label: label})
 		return nil
 	})
 	if err != nil {
 		skipped = append(skipped, Skipped{Path: dir, Err: errText(err)})
+	}
+	type loaded struct {
+		run     *results.Run
+		series  json.RawMessage
+		err     error
+		foreign bool
+	}
+	out := make([]loaded, len(paths))
+	// Decoding JSON is the cost of a report; records decode in parallel.
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(paths)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				data, err := os.ReadFile(paths[i])
+				if err != nil {
+					out[i].err = err
+					continue
+				}
+				out[i].run, out[i].series, out[i].err = decodeRecord(data)
+				if out[i].err != nil && isForeignJSON(data) {
+					out[i].foreign = true
+				}
+			}
+		}()
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var inputs []Input
+	for i, l := range out {
+		switch {
+		case l.foreign:
+		case l.err != nil:
+			skipped = append(skipped, Skipped{Path: paths[i], Err: errText(l.err)})
+		default:
+			inputs = append(inputs, Input{Run: l.run, Path: paths[i], Label: label, series: l.series})
+		}
 	}
 	sort.SliceStable(inputs, func(a, b int) bool {
 		ra, rb := inputs[a].Run, inputs[b].Run
@@ -145,17 +184,65 @@ func loadDir(dir, label string) ([]Input, []Skipped) {
 	return inputs, skipped
 }
 
-// isForeignJSON reports whether data is a whole, valid JSON object with
-// neither a "schema" nor an "id" field: another tool's file, not a damaged
-// record.
+// decodeRecord decodes a record in one pass when it is sound, and falls
+// back to results.Read, which says precisely what is wrong, when it is not.
+// Reports read many large records and results.Read parses each twice; the
+// series, most of a record, is checked for syntax but left as JSON unless a
+// shard merge or the peaks need it now (see Comparison.loadSeries).
+func decodeRecord(data []byte) (*results.Run, json.RawMessage, error) {
+	var probe struct {
+		// Schema shadows Run.Schema to tell a missing field from 0.
+		Schema *int `json:"schema"`
+		results.Run
+		Series json.RawMessage `json:"series"`
+	}
+	if err := json.Unmarshal(data, &probe); err == nil && probe.Schema != nil && *probe.Schema == results.SchemaVersion && probe.ID != "" {
+		r := probe.Run
+		r.Schema = *probe.Schema
+		series := probe.Series
+		if isNull(series) {
+			series = nil
+		}
+		ok := histogramsDecode(&r)
+		if ok && series != nil && (r.Shard != nil || len(r.Peaks) == 0) {
+			ok = json.Unmarshal(series, &r.Series) == nil
+			series = nil
+		}
+		if ok {
+			return &r, series, nil
+		}
+	}
+	r, err := results.Read(bytes.NewReader(data))
+	return r, nil, err
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
+}
+
+// histogramsDecode checks every histogram of a record, as results.Read
+// does: a record whose histogram is damaged must not be compared.
+func histogramsDecode(r *results.Run) bool {
+	for _, s := range r.Scenarios {
+		for _, p := range s.Phases {
+			if _, err := results.DecodeHistogram(p.Histogram); err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isForeignJSON reports whether data is a whole, valid JSON object without
+// the "id" every record has: the matrix's index.json or another tool's
+// file, not a damaged record.
 func isForeignJSON(data []byte) bool {
 	var probe map[string]json.RawMessage
 	if json.Unmarshal(data, &probe) != nil {
 		return false
 	}
-	_, s := probe["schema"]
 	_, id := probe["id"]
-	return !s && !id
+	return !id
 }
 
 func errText(err error) string {
@@ -164,10 +251,4 @@ func errText(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
-}
-
-// stripPath drops the "path: " prefix results.ReadFile adds, since the
-// Skipped entry names the path already.
-func stripPath(err error, path string) string {
-	return strings.TrimPrefix(errText(err), path+": ")
 }

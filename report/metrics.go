@@ -3,8 +3,11 @@ package report
 import (
 	"math"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/closeload/closeload/results"
 )
@@ -110,7 +113,9 @@ func buildTables(groups []*variantGroup, base int, opts Options, warn func(error
 			runMetrics(r, !single, func(d metricDef, v float64) { set(runTable, d, v) })
 		}
 	}
-	var tables []Table
+	tables := make([]Table, 0, len(vs.tables))
+	var work []*rowAcc
+	var slots [][2]int // table, row of each work item
 	for _, name := range vs.tables {
 		accs := make([]*rowAcc, 0, len(vs.rows[name]))
 		for _, a := range vs.rows[name] {
@@ -128,13 +133,49 @@ func buildTables(groups []*variantGroup, base int, opts Options, warn func(error
 			if a.def.hideZero && allZero(a.vals) {
 				continue
 			}
-			t.Rows = append(t.Rows, compareRow(a, base, opts, warn))
+			slots = append(slots, [2]int{len(tables), len(t.Rows)})
+			work = append(work, a)
+			t.Rows = append(t.Rows, Row{})
 		}
+		tables = append(tables, t)
+	}
+	// The exact U distribution with many repeats costs milliseconds per
+	// row; rows are independent, so they are compared in parallel.
+	var mu sync.Mutex
+	var errs []error
+	safeWarn := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), max(1, len(work))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				tables[slots[i][0]].Rows[slots[i][1]] = compareRow(work[i], base, opts, safeWarn)
+			}
+		}()
+	}
+	for i := range work {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	// Warnings in a stable order, whatever the workers' order was.
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	for _, err := range errs {
+		warn(err)
+	}
+	out := tables[:0]
+	for _, t := range tables {
 		if len(t.Rows) > 0 {
-			tables = append(tables, t)
+			out = append(out, t)
 		}
 	}
-	return tables
+	return out
 }
 
 // fillAbsent turns absent counts into zeros: a record without an error
@@ -163,6 +204,7 @@ func fillAbsent(a *rowAcc, groups []*variantGroup) {
 func countApplies(d metricDef, r *results.Run) bool {
 	switch {
 	case strings.HasPrefix(d.metric, "peak "):
+		// Load decodes the series at once when a record has no peaks.
 		return len(r.Peaks) > 0 || len(r.Series) > 0
 	case strings.HasPrefix(d.metric, "storm "):
 		return r.Storm != nil
@@ -314,6 +356,9 @@ func peakUnit(state string) string {
 func peaksOf(series []results.Sample) map[string]results.StateCount {
 	peaks := map[string]results.StateCount{}
 	for _, s := range series {
+		if slices.Contains(s.Missing, "states") {
+			continue
+		}
 		for name, c := range s.States {
 			p := peaks[name]
 			p.Total = max(p.Total, c.Total)

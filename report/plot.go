@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -95,7 +96,7 @@ func (p Plot) draw(dc draw.Canvas) {
 		p.grid[0][0].Draw(dc)
 		return
 	}
-	t := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4,
+	t := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 6, PadY: vg.Millimeter * 8,
 		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
 	canvases := plot.Align(p.grid, t, dc)
 	for j := range p.grid {
@@ -142,9 +143,52 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.Title.Text = title
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
+	p.Y.Tick.Marker = countTicks{}
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return p
+}
+
+// countTicks are gonum's default ticks labelled like the tables: 25k, not
+// 25000.00.
+type countTicks struct{}
+
+func (countTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = formatCount(ticks[i].Value)
+		}
+	}
+	return ticks
+}
+
+// logTicks mark every decade, and 2 and 5 within it when the axis spans
+// few decades, so a narrow log axis still has labels.
+type logTicks struct{}
+
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	if lo <= 0 || hi <= 0 {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	d0, d1 := int(math.Floor(math.Log10(lo))), int(math.Ceil(math.Log10(hi)))
+	dense := d1-d0 <= 2
+	var ticks []plot.Tick
+	for d := d0; d <= d1; d++ {
+		base := math.Pow10(d)
+		for i := 1; i <= 9; i++ {
+			v := base * float64(i)
+			if v < lo*0.999 || v > hi*1.001 {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if i == 1 || dense && (i == 2 || i == 5) {
+				t.Label = formatCount(v)
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
 }
 
 func variantColor(i int) color.Color { return plotutil.Color(i) }
@@ -209,6 +253,9 @@ func (c *Comparison) statePlots() ([]Plot, error) {
 	var preps []prepared
 	for vi, g := range c.groups {
 		r, ri := representative(g.runs)
+		if err := g.loadSeries(ri); err != nil {
+			return nil, err
+		}
 		if len(r.Series) == 0 {
 			continue
 		}
@@ -218,6 +265,9 @@ func (c *Comparison) statePlots() ([]Plot, error) {
 			var xys plotter.XYs
 			nonzero := false
 			for _, s := range r.Series {
+				if slices.Contains(s.Missing, "states") {
+					continue // not counted in this sample (throttled or failed)
+				}
 				v := float64(s.States[st].Total)
 				nonzero = nonzero || v > 0
 				ymax = math.Max(ymax, v)
@@ -233,6 +283,9 @@ func (c *Comparison) statePlots() ([]Plot, error) {
 				var orph plotter.XYs
 				have := false
 				for _, s := range r.Series {
+					if slices.Contains(s.Missing, "states") {
+						continue
+					}
 					v := float64(s.States[st].Orphaned)
 					have = have || v > 0
 					orph = append(orph, plotter.XY{X: s.Elapsed, Y: v})
@@ -247,22 +300,26 @@ func (c *Comparison) statePlots() ([]Plot, error) {
 		preps = append(preps, prepared{p, fmt.Sprintf("states-%d-%s", vi, slug(g.name))})
 	}
 	for _, pr := range preps {
-		pr.p.Y.Min, pr.p.Y.Max = 0, math.Max(1, ymax*1.05)
+		// Head room above the highest line for the legend.
+		pr.p.Y.Min, pr.p.Y.Max = 0, math.Max(1, ymax*1.4)
 		out = append(out, Plot{Name: pr.name, Title: pr.p.Title.Text, Width: 8 * vg.Inch, Height: 4 * vg.Inch, grid: [][]*plot.Plot{{pr.p}}})
 	}
 	return out, nil
 }
 
-// rates turns a series into per-second cycles and errors.
+// rates turns a series into per-second cycles and errors. A sample that
+// closes a short, partial interval (the last one, taken as the run stops)
+// is left out: its rate is noise.
 func rates(r *results.Run) (cycles, errs plotter.XYs) {
 	prev := 0.0
+	iv := r.Config.Interval.Seconds()
 	for i, s := range r.Series {
 		dt := s.Elapsed - prev
 		if i == 0 && dt <= 0 {
-			dt = r.Config.Interval.Seconds()
+			dt = iv
 		}
 		prev = s.Elapsed
-		if dt <= 0 {
+		if dt <= 0 || iv > 0 && dt < iv/2 {
 			continue
 		}
 		cycles = append(cycles, plotter.XY{X: s.Elapsed, Y: float64(s.Cycles) / dt})
@@ -278,7 +335,10 @@ func (c *Comparison) throughputPlot() (Plot, bool, error) {
 	bottom := newPlot("Errors per second", "seconds", "errors/s")
 	have := false
 	for vi, g := range c.groups {
-		r, _ := representative(g.runs)
+		r, ri := representative(g.runs)
+		if err := g.loadSeries(ri); err != nil {
+			return Plot{}, false, err
+		}
 		if len(r.Series) == 0 {
 			continue
 		}
@@ -294,7 +354,11 @@ func (c *Comparison) throughputPlot() (Plot, bool, error) {
 	if !have {
 		return Plot{}, false, nil
 	}
-	top.Y.Min, bottom.Y.Min = 0, 0
+	// Head room above the highest line for the legend.
+	for _, p := range []*plot.Plot{top, bottom} {
+		p.Y.Min = 0
+		p.Y.Max = math.Max(1, p.Y.Max*1.4)
+	}
 	return Plot{Name: "throughput", Title: "Cycles and errors per second", Width: 8 * vg.Inch, Height: 6 * vg.Inch,
 		grid: [][]*plot.Plot{{top}, {bottom}}}, true, nil
 }
@@ -408,7 +472,7 @@ func (c *Comparison) latencyPlots() ([]Plot, error) {
 			}
 		}
 		unit, scale := "µs", 1e3
-		if maxV >= 10e6 {
+		if maxV >= 2e6 {
 			unit, scale = "ms", 1e6
 		}
 		var panels []*plot.Plot
@@ -417,7 +481,7 @@ func (c *Comparison) latencyPlots() ([]Plot, error) {
 			p.X.Tick.Marker = percentileTicks
 			p.X.Min = 0
 			p.Y.Scale = plot.LogScale{}
-			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+			p.Y.Tick.Marker = logTicks{}
 			p.Legend.Top, p.Legend.Left = true, true
 			drawn := false
 			xmax := 1.0

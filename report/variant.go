@@ -88,8 +88,8 @@ func shortSysctl(k string) string {
 }
 
 // nameVariants gives each variant a short, distinct name: the user's label,
-// else what differs between the variants (sysctls first, then
-// configuration), else the matrix's name for it.
+// else the matrix's names for the variants, else what differs between the
+// variants (sysctls first, then configuration).
 func nameVariants(vs []*variantGroup) {
 	// What differs across variants.
 	sysKeys := map[string]bool{}
@@ -136,6 +136,10 @@ func nameVariants(vs []*variantGroup) {
 		for _, k := range diffSys {
 			val, ok := v.runs[0].Sysctls.Applied[k]
 			if !ok {
+				// Not set by the variant: the value in effect, as found.
+				val, ok = v.runs[0].Sysctls.Before[k]
+			}
+			if !ok {
 				val = "unset"
 			}
 			parts = append(parts, shortSysctl(k)+"="+val)
@@ -170,6 +174,19 @@ func nameVariants(vs []*variantGroup) {
 			labelCount[v.label]++
 		}
 	}
+	// A matrix names its variants (the user's NAME, or the assignments as
+	// typed); use those names when every variant has one, consistent over
+	// its repeats, and no two variants share it.
+	matrixNames := true
+	seenNames := map[string]bool{}
+	for _, v := range vs {
+		n := consistentVariantName(v.runs)
+		if n == "" || seenNames[n] {
+			matrixNames = false
+			break
+		}
+		seenNames[n] = true
+	}
 	used := map[string]int{}
 	for _, v := range vs {
 		var name string
@@ -178,6 +195,8 @@ func nameVariants(vs []*variantGroup) {
 			name = v.label
 		case v.label != "":
 			name = v.label + "/" + auto(v)
+		case matrixNames:
+			name = sysctlPrefixes.Replace(consistentVariantName(v.runs))
 		default:
 			name = auto(v)
 		}
@@ -188,6 +207,10 @@ func nameVariants(vs []*variantGroup) {
 		v.name = name
 	}
 }
+
+// sysctlPrefixes shortens sysctl names inside a variant name, as the
+// matrix's own table does.
+var sysctlPrefixes = strings.NewReplacer("net.ipv4.", "", "net.core.", "", "net.ipv6.", "")
 
 func consistentVariantName(runs []*results.Run) string {
 	n := runs[0].Variant

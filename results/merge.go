@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -409,6 +410,7 @@ func mergeSeries(shards []*Run, base time.Time) []Sample {
 				b = &bucket{s: Sample{T: at, Elapsed: at.Sub(base).Seconds()}}
 				buckets[k] = b
 			}
+			b.s.Missing = appendNew(b.s.Missing, smp.Missing...)
 			b.s.Cycles += smp.Cycles
 			b.s.Errors += smp.Errors
 			b.s.Attempts += smp.Attempts
@@ -465,6 +467,9 @@ func mergePeaks(shards []*Run, series []Sample) map[string]StateCount {
 	peaks := map[string]StateCount{}
 	if all && len(series) > 0 {
 		for _, smp := range series {
+			if slices.Contains(smp.Missing, "states") {
+				continue // some shard did not count states then: a partial sum
+			}
 			for name, c := range smp.States {
 				p := peaks[name]
 				if c.Total > p.Total {
@@ -520,6 +525,19 @@ func mergeCollector(shards []*Run) *CollectorHealth {
 		if out.FallbackReason == "" {
 			out.FallbackReason = c.FallbackReason
 		}
+		if out.IntervalNs == 0 {
+			out.IntervalNs = c.IntervalNs
+		}
+		for _, p := range c.Ports {
+			if !slices.Contains(out.Ports, p) {
+				out.Ports = append(out.Ports, p)
+			}
+		}
+		out.Throttled += c.Throttled
+		if out.CPUBudget == 0 {
+			out.CPUBudget = c.CPUBudget
+		}
+		out.DumpRetries += c.DumpRetries
 	}
 	if out != nil && out.Samples > 0 {
 		out.MeanCostNs = int64(math.Round(costSum / float64(out.Samples)))

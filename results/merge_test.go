@@ -317,3 +317,26 @@ func BenchmarkMerge(b *testing.B) {
 		}
 	}
 }
+
+// TestMergeMissingStates: a sample in which one shard did not count socket
+// states marks the merged sample so, and does not make a peak.
+func TestMergeMissingStates(t *testing.T) {
+	d0, d1 := makeShardData(0, 100, 0), makeShardData(1, 100, 0)
+	s0 := recordOf(t, &Shard{Index: 0, Count: 2}, "a", "isolated", d0)
+	s1 := recordOf(t, &Shard{Index: 1, Count: 2}, "a", "isolated", d1)
+	last := len(s1.Series) - 1
+	s1.Series[last].States = nil
+	s1.Series[last].Missing = []string{"states"}
+	got, _, err := Merge([]*Run{s0, s1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := got.Series[last].Missing; len(m) != 1 || m[0] != "states" {
+		t.Errorf("merged sample missing %v, want [states]", m)
+	}
+	// Shard 0 alone at the last sample has 5000; the full sum before it
+	// is 4000+8000.
+	if p := got.Peaks["TIME_WAIT"].Total; p != 12000 {
+		t.Errorf("peak TIME_WAIT = %d, want 12000 from the last complete sample", p)
+	}
+}

@@ -58,6 +58,11 @@ type CollectorHealth struct {
 	// counted for (empty: every TCP socket).
 	IntervalNs int64    `json:"interval_ns,omitempty"`
 	Ports      []uint16 `json:"ports,omitempty"`
+	// Throttled counts samples whose socket-state count was skipped to keep
+	// the sampler within CPUBudget (a share of one core); those samples
+	// list "states" in Missing.
+	Throttled int     `json:"throttled,omitempty"`
+	CPUBudget float64 `json:"cpu_budget,omitempty"`
 	// DumpRetries counts sock_diag dumps retried because the kernel marked
 	// them interrupted (NLM_F_DUMP_INTR).
 	DumpRetries uint64 `json:"dump_retries,omitempty"`

@@ -60,7 +60,10 @@ func runIsolated(ctx context.Context, plan *Plan, out Output) (*results.Run, err
 	args = append(args, "--run-id", plan.RunID, "--out", plan.Out)
 	cmd := sysctl.IsolatedCommand(ctx, args)
 	cmd.Stdout, cmd.Stderr = out.Stdout, out.Stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("isolated run: %w", sysctl.ExplainStart(err))
+	}
+	if err := cmd.Wait(); err != nil {
 		if r, rerr := results.ReadFile(plan.Out); rerr == nil && r.Interrupted {
 			return r, nil
 		}
@@ -87,7 +90,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		}
 	}
 	rec.Sysctls.Mode = "none"
-	rec.Sysctls.Before = sysctl.Snapshot("/proc")
+	rec.Sysctls.Before = sysctl.SnapshotWith("/proc", as)
 	if len(as) > 0 {
 		rec.Sysctls.Applied = map[string]string{}
 		for _, a := range as {
@@ -103,6 +106,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 			if err != nil {
 				return nil, err
 			}
+			fmt.Fprintf(out.Stderr, "closeload: host sysctls changed; old values journaled in %s (after a crash: closeload sysctl restore %s)\n", journal, journal)
 			defer func() {
 				if err := j.Restore(); err != nil {
 					fmt.Fprintf(out.Stderr, "closeload: restoring sysctls: %v (run: closeload sysctl restore %s)\n", err, journal)
@@ -146,8 +150,6 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 	if err := probe(targets[0], s.Timeout); err != nil {
 		return nil, err
 	}
-	RaiseGOMAXPROCS(s.Conns + len(plan.Mix.Entries)*min(max(s.Conns, 2), 256))
-	rec.Provenance.GOMAXPROCS = runtime.GOMAXPROCS(0)
 
 	sink := collector.NewLatencySink(len(plan.Mix.Entries))
 	pool, err := workload.NewPool(workload.Config{
@@ -200,6 +202,8 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 
 	rec.Start = time.Now()
 	runErr := pool.Run(runCtx)
+	// Pool and target raised GOMAXPROCS to give each blocking worker a P.
+	rec.Provenance.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	rec.End = time.Now()
 	cancel()
 	bg.Wait()
@@ -216,7 +220,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 	if target != nil {
 		target.Close()
 	}
-	rec.Sysctls.After = sysctl.Snapshot("/proc")
+	rec.Sysctls.After = sysctl.SnapshotWith("/proc", as)
 
 	switch {
 	case refused != nil:
@@ -327,20 +331,6 @@ func watchRefused(ctx context.Context, pool *workload.Pool, t netip.AddrPort, st
 		} else {
 			since = time.Time{}
 		}
-	}
-}
-
-// RaiseGOMAXPROCS gives each blocking worker and acceptor a P, up to a
-// bound, unless the user set GOMAXPROCS: the engine's threads block in the
-// kernel like a C client's, and the scheduler must not queue runnable
-// workers behind them.
-func RaiseGOMAXPROCS(threads int) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
-	}
-	want := min(max(threads+2, runtime.NumCPU()), 128)
-	if want > runtime.GOMAXPROCS(0) {
-		runtime.GOMAXPROCS(want)
 	}
 }
 

@@ -61,11 +61,14 @@ func IsolatedCommand(ctx context.Context, args []string) *exec.Cmd {
 	}
 	env := make([]string, 0, len(os.Environ())+1)
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, IsolatedEnv+"=") {
+		if !strings.HasPrefix(e, IsolatedEnv+"=") && !strings.HasPrefix(e, hostGlobalsEnv+"=") {
 			env = append(env, e)
 		}
 	}
 	cmd.Env = append(env, IsolatedEnv+"="+mode)
+	if g := hostGlobals(); g != "" {
+		cmd.Env = append(cmd.Env, hostGlobalsEnv+"="+g)
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = ChildStopDelay

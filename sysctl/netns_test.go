@@ -48,6 +48,8 @@ type childReport struct {
 	After    map[string]string `json:"after"`
 	Dialed   bool              `json:"dialed"`
 	Uid      int               `json:"uid"`
+	// GlobalVisible is true when tcp_mem could be read directly inside.
+	GlobalVisible bool `json:"global_visible"`
 }
 
 func helper(mode string) int {
@@ -75,6 +77,8 @@ func helper(mode string) int {
 			ln.Close()
 		}
 		r.Uid = os.Getuid()
+		_, err = sysctl.Read("", "net.ipv4.tcp_mem")
+		r.GlobalVisible = err == nil
 		json.NewEncoder(os.Stdout).Encode(r)
 		return 0
 	case "launch": // as an unprivileged uid: start an isolated child
@@ -130,9 +134,15 @@ func checkVariantInEffect(t *testing.T, r childReport) {
 	if !r.Dialed {
 		t.Error("inside: could not connect over loopback")
 	}
+	if r.GlobalVisible {
+		t.Error("inside: global key net.ipv4.tcp_mem readable in a fresh namespace")
+	}
+	// Global keys are in effect inside with the host's values; the
+	// snapshot carries them from the parent.
+	host := sysctl.Snapshot("")
 	for _, k := range []string{"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans"} {
-		if _, ok := r.Before[k]; ok {
-			t.Errorf("inside: global key %s visible in a fresh namespace", k)
+		if r.Before[k] == "" || r.Before[k] != host[k] {
+			t.Errorf("inside: snapshot has %s = %q, want the host's %q", k, r.Before[k], host[k])
 		}
 	}
 }

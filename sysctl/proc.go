@@ -56,14 +56,60 @@ func notHereWhy(name string) string {
 	return "this kernel has no such key, or it is global and this is not the host's initial network namespace"
 }
 
-// Snapshot reads every registry key under procRoot. Keys this kernel or this
-// namespace does not offer (global keys inside a namespace) are omitted, so
-// a record says exactly what was visible where the run happened.
+// Snapshot reads every registry key under procRoot. A global key is not
+// visible inside a network namespace, yet it is in effect there with the
+// host's value: in a child of IsolatedCommand it carries the value the
+// parent read at launch. Keys this kernel does not have are omitted.
 func Snapshot(procRoot string) map[string]string {
 	m := make(map[string]string, len(registry))
+	var globals map[string]string
 	for _, k := range registry {
 		if v, err := Read(procRoot, k.Name); err == nil {
 			m[k.Name] = v
+			continue
+		}
+		if k.Scope != ScopeGlobal || (procRoot != "" && procRoot != DefaultProcRoot) {
+			continue
+		}
+		if globals == nil {
+			globals = parentGlobals()
+		}
+		if v, ok := globals[k.Name]; ok {
+			m[k.Name] = v
+		}
+	}
+	return m
+}
+
+// hostGlobalsEnv carries the parent's values of the global keys into an
+// isolated child, which cannot read them.
+const hostGlobalsEnv = "CLOSELOAD_HOST_GLOBALS"
+
+// hostGlobals encodes the global keys readable here as key=value lines.
+func hostGlobals() string {
+	var b strings.Builder
+	for _, k := range registry {
+		if k.Scope != ScopeGlobal {
+			continue
+		}
+		if v, err := Read(DefaultProcRoot, k.Name); err == nil {
+			b.WriteString(k.Name + "=" + v + ";")
+		}
+	}
+	return b.String()
+}
+
+// parentGlobals decodes hostGlobalsEnv, keeping only well-formed global
+// registry keys and valid values.
+func parentGlobals() map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(os.Getenv(hostGlobalsEnv), ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if key, known := byName[k]; !ok || !known || key.Scope != ScopeGlobal {
+			continue
+		}
+		if nv, err := NormalizeValue(k, v); err == nil {
+			m[k] = nv
 		}
 	}
 	return m

@@ -24,6 +24,9 @@ type worker struct {
 	nsrc  int
 	n     uint64       // connections started, picks the mix slot
 	curFD atomic.Int32 // descriptor in use, -1 when none; for the forced stop
+	// o is the connection in progress; a field so that it is not allocated
+	// per connection (it would escape through the scenario's function value).
+	o outcome
 }
 
 // outcome is what one connection did, filled in by a client half.
@@ -45,7 +48,8 @@ func (w *worker) cycle(i int, intended int64) {
 	c := &w.c[i]
 	c.attempts.Add(1)
 	warm := &w.warm[i]
-	var o outcome
+	w.o = outcome{}
+	o := &w.o
 	start := now()
 	fd, err := w.dial(i)
 	connected := now()
@@ -54,7 +58,7 @@ func (w *worker) cycle(i int, intended int64) {
 	} else {
 		o.t[collector.PhaseConnect] = connected - start
 		w.curFD.Store(int32(fd))
-		p.client[p.cfg.Mix.Entries[i].Scenario](w, fd, &o, connected)
+		p.client[p.cfg.Mix.Entries[i].Scenario](w, fd, o, connected)
 		w.curFD.Store(-1)
 	}
 	end := now()
@@ -71,11 +75,11 @@ func (w *worker) cycle(i int, intended int64) {
 	// but is noted as warm-up and never recorded: measured figures are the
 	// counters less the warm-up ones, exactly.
 	if end < p.warmupEnd {
-		w.count(warm, &o, true)
-		w.count(c, &o, false)
+		w.count(warm, o, true)
+		w.count(c, o, false)
 		return
 	}
-	if w.count(c, &o, false) {
+	if w.count(c, o, false) {
 		w.rec.Record(i, &o.t)
 	}
 }

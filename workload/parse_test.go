@@ -147,6 +147,12 @@ func TestClassify(t *testing.T) {
 }
 
 func TestQuotaSplitsExactly(t *testing.T) {
+	if quotaOf(0, 3, 8) != unbounded {
+		t.Fatal("no --cycles must mean no bound")
+	}
+	if quotaOf(1, 0, 8) != 0 {
+		t.Fatal("a worker without a share of the cycles must make none")
+	}
 	for _, n := range []uint64{1, 7, 100, 1001} {
 		for _, w := range []int{1, 3, 8} {
 			var sum uint64

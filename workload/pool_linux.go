@@ -159,6 +159,7 @@ func familyName(f int) string {
 // Run runs the workload until Duration, Cycles or ctx ends it. After ctx is
 // cancelled no connection starts; those in flight get Grace to finish.
 func (p *Pool) Run(ctx context.Context) error {
+	defer reserveProcs(len(p.workers))()
 	p.start = time.Now()
 	t0 := now()
 	p.mu.Lock()
@@ -239,18 +240,21 @@ func (p *Pool) forceStop() {
 	}
 }
 
+// unbounded is the quota of a worker when --cycles is not set.
+const unbounded = ^uint64(0)
+
 // quotaOf splits n cycles exactly over workers: worker i gets
-// floor((i+1)n/w) - floor(i*n/w). Zero n means no bound.
+// floor((i+1)n/w) - floor(i*n/w), which may be 0. Zero n means no bound.
 func quotaOf(n uint64, i, w int) uint64 {
 	if n == 0 {
-		return 0
+		return unbounded
 	}
 	return (uint64(i)+1)*n/uint64(w) - uint64(i)*n/uint64(w)
 }
 
 func (w *worker) closedLoop(quota uint64) {
 	p := w.pool
-	for k := uint64(0); quota == 0 || k < quota; k++ {
+	for k := uint64(0); k < quota; k++ {
 		if p.stop.Load() {
 			return
 		}
@@ -276,7 +280,7 @@ func (w *worker) openLoop(t0 int64, quota uint64) {
 	gap := W / p.cfg.Rate * 1e9 // ns between this worker's arrivals
 	rng := rand.New(rand.NewPCG(p.cfg.Seed, uint64(w.id)+1))
 	next := float64(t0) + gap*float64(w.id)/W
-	for k := uint64(0); quota == 0 || k < quota; k++ {
+	for k := uint64(0); k < quota; k++ {
 		if p.cfg.Arrival == ArrivalPoisson {
 			next += rng.ExpFloat64() * gap
 		} else if k > 0 {

@@ -45,6 +45,7 @@ type Target struct {
 	response  []byte
 	stopping  atomic.Bool
 	stopOnce  sync.Once
+	release   func()
 }
 
 type listener struct {
@@ -59,6 +60,7 @@ type acceptor struct {
 	c     sideCounters
 	curFD atomic.Int32
 	buf   []byte
+	o     outcome // the connection in progress, not allocated per connection
 }
 
 // StartTarget opens the listeners and starts the acceptors.
@@ -94,6 +96,7 @@ func StartTarget(cfg TargetConfig) (*Target, error) {
 		l.scenario = s
 		t.listeners = append(t.listeners, l)
 	}
+	t.release = reserveProcs(len(t.listeners) * cfg.Acceptors)
 	for _, l := range t.listeners {
 		for range cfg.Acceptors {
 			a := &acceptor{buf: make([]byte, 64<<10)}
@@ -233,6 +236,9 @@ func (t *Target) Close() {
 		for _, l := range t.listeners {
 			rawClose(l.fd)
 		}
+		if t.release != nil {
+			t.release()
+		}
 	})
 }
 
@@ -267,8 +273,9 @@ func (t *Target) accept(l *listener, a *acceptor) {
 		}
 		a.c.attempts.Add(1)
 		a.curFD.Store(int32(fd))
-		var o outcome
-		serve(t, a, int(fd), &o)
+		a.o = outcome{}
+		o := &a.o
+		serve(t, a, int(fd), o)
 		a.curFD.Store(-1)
 		a.c.sent.Add(o.sent)
 		a.c.received.Add(o.received)

@@ -79,6 +79,8 @@ counters, and compares runs made under different sysctls.`,
 		newVersionCmd(),
 		newWatchCmd(),
 		newSysctlCmd(), newMatrixCmd(),
+		newVerifyCmd(),
+		newReportCmd(),
 	)
 	// Unknown sub-commands and wrong argument counts are usage errors too.
 	for _, c := range root.Commands() {

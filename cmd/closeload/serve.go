@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/closeload/closeload/runner"
 	"github.com/closeload/closeload/workload"
 	"github.com/spf13/cobra"
 )
@@ -53,7 +52,6 @@ prints what it served.`,
 			if hold < 0 || timeout <= 0 || duration < 0 {
 				return usagef("--hold, --timeout, --duration: want positive durations")
 			}
-			runner.RaiseGOMAXPROCS(acceptors * len(ss))
 			t, err := workload.StartTarget(workload.TargetConfig{
 				Listen: ap, Scenarios: ss, Acceptors: acceptors, RequestSize: reqSize,
 				ResponseSize: respSize, Hold: hold, Timeout: timeout, ReusePort: reusePort,

@@ -17,6 +17,9 @@ func newSysctlCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "sysctl",
 		Short: "List the kernel settings closeload knows, or restore host settings after a crash",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usagef("%s: want a sub-command: list or restore (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())
+		},
 	}
 	c.AddCommand(newSysctlListCmd(), newSysctlRestoreCmd())
 	return c
@@ -99,7 +102,12 @@ journal that is damaged, that was written before the last reboot (the kernel res
 the values then), or in another network namespace. A key someone else changed
 since the run set it is left alone and named.`,
 		Example: `  closeload sysctl restore results/run1.json.sysctl-journal`,
-		Args:    cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%s: want one JOURNAL, the file a --host-sysctl run names in its messages (by default RECORD.sysctl-journal)", cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			j, err := sysctl.LoadJournal(path)

@@ -1,0 +1,69 @@
+package verify
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/closeload/closeload/internal/nstest"
+)
+
+// runClaim runs one claim's experiment in a fresh network namespace and
+// asserts its verdict. The verdicts asserted are what this kernel generation
+// (Linux 6.x) shows; a change here is news about the kernel, or a bug.
+func runClaim(t *testing.T, name string, want Verdict, conditionHas ...string) {
+	t.Helper()
+	t.Parallel()
+	c, err := Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.Run(t, func(t *testing.T) {
+		env := &Env{Isolated: nstest.Inside(), Helper: testHelper, Logf: t.Logf}
+		r := Execute(context.Background(), c, env)
+		var b strings.Builder
+		_ = WriteText(&b, Report{Results: []Result{r}})
+		t.Log("\n" + b.String())
+		if r.Verdict != want {
+			t.Fatalf("%s: verdict %q, want %q\n%s", name, r.VerdictText(), want, b.String())
+		}
+		for _, s := range conditionHas {
+			if !strings.Contains(r.Condition, s) {
+				t.Errorf("%s: condition %q lacks %q", name, r.Condition, s)
+			}
+		}
+		if r.Error != "" || len(r.Evidence) == 0 || r.Finding == "" || r.Command != Command(name) {
+			t.Errorf("%s: incomplete result: %+v", name, r)
+		}
+	})
+}
+
+func TestClaimHalfCloseReceive(t *testing.T) { runClaim(t, "halfclose-receive", Holds) }
+
+func TestClaimHalfCloseEOFEPIPE(t *testing.T) { runClaim(t, "halfclose-eof-epipe", Holds) }
+
+func TestClaimUnreadCloseRST(t *testing.T) { runClaim(t, "unread-close-rst", Holds) }
+
+func TestClaimCloseWriteTwice(t *testing.T) { runClaim(t, "closewrite-twice", DoesNotHold) }
+
+func TestClaimLinger0(t *testing.T) { runClaim(t, "linger0-fin", DoesNotHold) }
+
+func TestClaimFinTimeoutFinWait2(t *testing.T) {
+	runClaim(t, "fin-timeout-finwait2", HoldsOnlyWhen, "orphaned")
+}
+
+func TestClaimFinTimeoutTimeWait(t *testing.T) { runClaim(t, "fin-timeout-timewait", DoesNotHold) }
+
+func TestClaimTWReuse(t *testing.T) {
+	runClaim(t, "tw-reuse", HoldsOnlyWhen, "tcp_tw_reuse=1", "timestamps", "tcp_tw_reuse_delay")
+}
+
+func TestClaimTimeWaitCloser(t *testing.T) { runClaim(t, "timewait-closer", Holds) }
+
+func TestClaimCloseWaitLeak(t *testing.T) { runClaim(t, "close-wait-leak", Holds) }
+
+func TestClaimMaxTWBuckets(t *testing.T) { runClaim(t, "max-tw-buckets", Holds) }
+
+func TestClaimBindNoPort(t *testing.T) {
+	runClaim(t, "bind-no-port", HoldsOnlyWhen, "tcp_tw_reuse")
+}

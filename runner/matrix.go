@@ -14,12 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/sysctl"
-	"github.com/closeload/closeload/workload"
 )
 
 // Limits that keep a typo (--repeat 1000000) from queueing days of runs.
@@ -544,74 +542,9 @@ func ReadMatrixIndex(path string) (*MatrixIndex, error) {
 	return &idx, nil
 }
 
-// Headline figures of the comparison, by the names the collector and the
-// workload give them.
-const (
-	counterTWRecycled = "TcpExt.TWRecycled"
-	stateTimeWait     = "TIME_WAIT"
-)
-
-var classAddrNotAvailable = workload.ErrorClassNames[workload.ErrAddrNotAvailable]
-
+// matrixErrors is a run's error total, for the progress lines.
 func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }
 
-func counterOf(r *results.Run, name string) int64 {
-	for _, c := range r.Counters {
-		if c.Name == name {
-			return c.Delta
-		}
-	}
-	return 0
-}
-
-// WriteMatrixComparison prints the headline figures per variant, averaged
-// over its completed runs: cycles/s (mean, and the spread over repeats),
-// TWRecycled, addr-not-available errors, peak TIME_WAIT and all errors.
-// Interrupted and failed runs are left out and counted. It is deliberately
-// one small function: the report package's comparison replaces it.
-func WriteMatrixComparison(w io.Writer, idx *MatrixIndex, recs []*results.Run) {
-	type agg struct{ rates, tw, ana, peak, errs []float64 }
-	per := make([]agg, len(idx.Variants))
-	for i, r := range idx.Runs {
-		if i >= len(recs) || recs[i] == nil || r.Status != RunOK {
-			continue
-		}
-		rec, a := recs[i], &per[r.Variant]
-		a.rates = append(a.rates, rec.Totals.Rate)
-		a.tw = append(a.tw, float64(counterOf(rec, counterTWRecycled)))
-		a.ana = append(a.ana, float64(rec.Totals.Errors[classAddrNotAvailable].Count))
-		a.peak = append(a.peak, float64(rec.Peaks[stateTimeWait].Total))
-		a.errs = append(a.errs, float64(matrixErrors(rec)))
-	}
-	fmt.Fprintf(w, "\nmatrix %s: %s variants, mean over completed runs\n", idx.Matrix, idx.Mode)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "variant\truns\tcycles/s\t± spread\tvs first\tTWRecycled\taddr-not-avail\tpeak TIME_WAIT\terrors\t")
-	base := math.NaN()
-	for i, v := range idx.Variants {
-		a := per[i]
-		if len(a.rates) == 0 {
-			fmt.Fprintf(tw, "%s\t0/%d\t-\t-\t-\t-\t-\t-\t-\t\n", shortName(v.Name), idx.Repeat)
-			continue
-		}
-		mean := meanOf(a.rates)
-		if math.IsNaN(base) {
-			base = mean
-		}
-		lo, hi := minMax(a.rates)
-		vs := "-"
-		if base > 0 && i > 0 {
-			vs = fmt.Sprintf("%+.1f%%", (mean/base-1)*100)
-		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%.0f\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t\n", shortName(v.Name), len(a.rates), idx.Repeat,
-			mean, (hi-lo)/2, vs, meanOf(a.tw), meanOf(a.ana), meanOf(a.peak), meanOf(a.errs))
-	}
-	tw.Flush()
-}
-
-// shortName drops the net.ipv4. / net.core. prefixes for the table.
-func shortName(s string) string {
-	return strings.NewReplacer("net.ipv4.", "", "net.core.", "").Replace(s)
-}
 
 func meanOf(xs []float64) float64 {
 	if len(xs) == 0 {

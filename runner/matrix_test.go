@@ -346,25 +346,6 @@ func TestRunMatrixFake(t *testing.T) {
 			t.Errorf("progress lacks %q:\n%s", s, text)
 		}
 	}
-	var cmp bytes.Buffer
-	WriteMatrixComparison(&cmp, idx, recs)
-	lines := strings.Split(cmp.String(), "\n")
-	find := func(prefix string) []string {
-		for _, l := range lines {
-			if f := strings.Fields(l); len(f) > 0 && f[0] == prefix {
-				return f
-			}
-		}
-		t.Fatalf("no row %q in\n%s", prefix, cmp.String())
-		return nil
-	}
-	// variant runs cycles/s spread vs TWRecycled addr-not-avail peak errors
-	if f := find("tcp_tw_reuse=0"); strings.Join(f[1:], " ") != "2/2 1050 50 - 0 50 28000 50" {
-		t.Errorf("reuse=0 row: %q", f)
-	}
-	if f := find("tcp_tw_reuse=1"); strings.Join(f[1:], " ") != "2/2 3050 50 +190.5% 700 0 28000 0" {
-		t.Errorf("reuse=1 row: %q", f)
-	}
 	// A second matrix with the same id is refused, not mixed in.
 	if _, _, err := RunMatrix(context.Background(), o); !errors.Is(err, ErrUsage) {
 		t.Errorf("same matrix id again: %v", err)
@@ -397,11 +378,6 @@ func TestRunMatrixFailedRunContinues(t *testing.T) {
 		if (r.Status == RunOK) != wantOK || (recs[i] != nil) != wantOK {
 			t.Errorf("run %d: %+v", i, r)
 		}
-	}
-	var cmp bytes.Buffer
-	WriteMatrixComparison(&cmp, idx, recs)
-	if !strings.Contains(cmp.String(), "0/2") {
-		t.Errorf("failed variant not shown as 0/2:\n%s", cmp.String())
 	}
 }
 

@@ -290,8 +290,9 @@ func probe(t netip.AddrPort, timeout time.Duration) error {
 	err = unix.Connect(fd, to)
 	switch {
 	case err == nil:
-		// An RST rather than a FIN: the probe leaves no TIME_WAIT behind.
-		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		// A plain close, like a load balancer's TCP check. An RST would
+		// leave no TIME_WAIT, but some servers die of it: crr's server
+		// reads ECONNRESET, writes anyway and is killed by SIGPIPE.
 		return nil
 	case errors.Is(err, unix.ECONNREFUSED):
 		return fmt.Errorf("%w: %s refused the connection (ECONNREFUSED); is a server listening there?", ErrRefused, t)

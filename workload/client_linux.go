@@ -24,6 +24,12 @@ type worker struct {
 	nsrc  int
 	n     uint64       // connections started, picks the mix slot
 	curFD atomic.Int32 // descriptor in use, -1 when none; for the forced stop
+	// deadline (now() clock, 0 when idle) and gen let the pool's watchdog
+	// time out a connection without a setsockopt per connection; timedOut
+	// tells the worker that the watchdog shut its connection down.
+	deadline atomic.Int64
+	gen      atomic.Uint64
+	timedOut atomic.Bool
 	// o is the connection in progress; a field so that it is not allocated
 	// per connection (it would escape through the scenario's function value).
 	o outcome
@@ -51,15 +57,23 @@ func (w *worker) cycle(i int, intended int64) {
 	w.o = outcome{}
 	o := &w.o
 	start := now()
+	w.gen.Add(1)
+	w.deadline.Store(start + int64(p.cfg.Timeout))
 	fd, err := w.dial(i)
 	connected := now()
 	if err != nil {
 		o.err = err
 	} else {
 		o.t[collector.PhaseConnect] = connected - start
-		w.curFD.Store(int32(fd))
 		p.client[p.cfg.Mix.Entries[i].Scenario](w, fd, o, connected)
-		w.curFD.Store(-1)
+	}
+	w.curFD.Store(-1)
+	w.deadline.Store(0)
+	if w.timedOut.Load() {
+		// The watchdog shut the connection down: whatever the half saw
+		// after that (EOF, a reset) is a timeout.
+		w.timedOut.Store(false)
+		o.err, o.eof, o.reset = unix.ETIMEDOUT, false, false
 	}
 	end := now()
 	o.t[collector.PhaseTotal] = end - intended
@@ -123,16 +137,13 @@ func (w *worker) dial(i int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	w.curFD.Store(int32(fd))
 	if w.nsrc > 0 {
 		src := &w.srcs[w.n%uint64(w.nsrc)]
 		if err := rawBindNoPort(fd, src); err != nil {
 			rawClose(fd)
 			return -1, err
 		}
-	}
-	if err := rawSetTimeouts(fd, w.pool.cfg.Timeout); err != nil {
-		rawClose(fd)
-		return -1, err
 	}
 	if err := sysConnect(fd, dst, w.pool.cfg.Timeout); err != nil {
 		rawClose(fd)

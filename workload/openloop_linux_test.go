@@ -103,3 +103,43 @@ func TestOpenLoopCoordinatedOmission(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeout checks --timeout against a target that accepts and never
+// answers: every connection ends as a timeout, about when it is due.
+func TestTimeout(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var held []net.Conn
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c) // never read, never answer
+			}
+		}()
+		pool, err := NewPool(Config{Mix: NewMix(ClientHalfClose), Targets: []netip.AddrPort{netip.MustParseAddrPort(ln.Addr().String())},
+			Conns: 2, Cycles: 4, Duration: 20 * time.Second, RequestSize: 16, Timeout: 300 * time.Millisecond}, collector.NewLatencySink(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := pool.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		el := time.Since(start)
+		c := pool.Counts(0)
+		if c.Errors[ErrTimeout] != 4 || c.Cycles != 0 || c.EOF != 0 {
+			t.Fatalf("timeouts %d cycles %d eof %d, want 4, 0, 0 (errors %v)", c.Errors[ErrTimeout], c.Cycles, c.EOF, c.Errors)
+		}
+		// Two rounds of 300 ms each, plus the watchdog's tick.
+		if el < 600*time.Millisecond || el > 5*time.Second {
+			t.Fatalf("4 timeouts of 300ms on 2 workers took %v", el)
+		}
+	})
+}

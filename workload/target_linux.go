@@ -247,7 +247,8 @@ func (t *Target) onHeldClose(c heldConn) {}
 func (t *Target) accept(l *listener, a *acceptor) {
 	defer t.wg.Done()
 	serve := serverHalves[l.scenario]
-	for {
+	for k := uint64(0); ; k++ {
+		yieldEvery(k)
 		fd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(l.fd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
 		if t.stopping.Load() {
 			if e == 0 {

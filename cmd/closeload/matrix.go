@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
@@ -139,5 +140,12 @@ each child's output is in vN-rM.log beside its record.`,
 // writeMatrixComparison prints the end-of-matrix comparison; the report
 // package's comparison will take its place.
 func writeMatrixComparison(cmd *cobra.Command, idx *runner.MatrixIndex, recs []*results.Run) {
-	runner.WriteMatrixComparison(cmd.OutOrStdout(), idx, recs)
+	c, err := report.Compare(recs, report.Options{})
+	if err == nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "\nmatrix %s (%s variants):\n", idx.Matrix, idx.Mode)
+		err = c.WriteText(cmd.OutOrStdout())
+	}
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "closeload: matrix comparison: %v\n", err)
+	}
 }

@@ -38,13 +38,15 @@ func Run(ctx context.Context, plan *Plan, out Output) (*results.Run, error) {
 	if err != nil {
 		return nil, usage("--sysctl: %v", err)
 	}
-	inChild, _ := sysctl.InIsolatedChild()
-	if len(as) > 0 && !plan.Spec.HostSysctl && !inChild {
+	if plan.Spec.Isolate && plan.Spec.HostSysctl {
+		return nil, usage("--isolate and --host-sysctl: choose one")
+	}
+	if RunsIsolated(plan) {
 		if err := sysctl.CheckIsolatable(as); err != nil {
 			return nil, usage("--sysctl: %v", err)
 		}
 		if !plan.Builtin {
-			return nil, usage("--sysctl without --host-sysctl runs isolated in a fresh network namespace, where --target %s cannot be reached; use --host-sysctl (root) to change the host's settings for an external target", plan.Spec.Target)
+			return nil, usage("an isolated run (--isolate, or --sysctl without --host-sysctl) happens in a fresh network namespace, where --target %s cannot be reached; use --host-sysctl (root) to change the host's settings for an external target", plan.Spec.Target)
 		}
 		return runIsolated(ctx, plan, out)
 	}
@@ -368,7 +370,7 @@ func progress(ctx context.Context, w io.Writer, pool *workload.Pool, held func()
 // (which prints its own summary).
 func RunsIsolated(plan *Plan) bool {
 	inChild, _ := sysctl.InIsolatedChild()
-	return len(plan.Spec.Sysctls) > 0 && !plan.Spec.HostSysctl && !inChild
+	return (len(plan.Spec.Sysctls) > 0 || plan.Spec.Isolate) && !plan.Spec.HostSysctl && !inChild
 }
 
 // WriteKernelSummary prints the collector's part of the summary: peak

@@ -50,6 +50,10 @@ type Spec struct {
 	Sysctls         []string
 	HostSysctl      bool
 	AllowUnknown    bool
+	// Isolate runs in a fresh network namespace even without --sysctl: a
+	// clean kernel (no other sockets, per-namespace counters that are ours
+	// alone) at default settings.
+	Isolate bool
 	Journal         string
 	Acceptors       int
 	// Matrix, Variant and Repeat are set by `closeload matrix` for its

@@ -35,6 +35,7 @@ func addRunFlags(fs *pflag.FlagSet, s *runner.Spec) {
 	fs.StringVar(&s.CollectorSource, "collector-source", s.CollectorSource, "socket-state source: auto, netlink or proc")
 	fs.StringArrayVar(&s.Sysctls, "sysctl", s.Sysctls, "KEY=VALUE to set for this run (repeatable); runs isolated in a fresh network namespace unless --host-sysctl")
 	fs.BoolVar(&s.HostSysctl, "host-sysctl", s.HostSysctl, "apply --sysctl to the host (root; journaled and restored) instead of isolating")
+	fs.BoolVar(&s.Isolate, "isolate", s.Isolate, "run in a fresh network namespace (as --sysctl does) even without --sysctl")
 	fs.BoolVar(&s.AllowUnknown, "allow-unknown-sysctl", s.AllowUnknown, "accept well-formed net.* keys the registry does not know")
 	fs.StringVar(&s.Journal, "sysctl-journal", s.Journal, "host mode: where to journal old values (default OUT.sysctl-journal)")
 	fs.IntVar(&s.Acceptors, "acceptors", s.Acceptors, "built-in target threads per scenario (default: conns, at most 256)")

@@ -82,6 +82,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		Matrix:     s.Matrix,
 		Variant:    s.Variant,
 		Repeat:     s.Repeat,
+		Shard:      plan.Shard,
 		Provenance: NewProvenance(s.Args),
 		Config:     configOf(plan),
 	}
@@ -164,6 +165,12 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		return nil, err
 	}
 
+	if !plan.StartAt.IsZero() {
+		// Every shard starts its load at the same wall-clock time; the
+		// sampler starts with it, so the series covers only the load.
+		rec.Config.StartAt = plan.StartAt
+		waitStart(plan.StartAt, ctx.Done(), func(m string) { fmt.Fprintf(out.Stderr, "closeload: %s\n", m) })
+	}
 	ports := make([]uint16, 0, len(targets))
 	for _, t := range targets {
 		ports = append(ports, t.Port())

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/workload"
 )
 
@@ -54,6 +55,10 @@ type Spec struct {
 	// clean kernel (no other sockets, per-namespace counters that are ours
 	// alone) at default settings.
 	Isolate bool
+	// Shard ("i/N") and StartAt (RFC 3339) make this process one slice of a
+	// run spread over processes or hosts.
+	Shard   string
+	StartAt string
 	Journal         string
 	Acceptors       int
 	// Matrix, Variant and Repeat are set by `closeload matrix` for its
@@ -95,6 +100,10 @@ type Plan struct {
 	Request []byte
 	Out     string
 	RunID   string
+	// Shard is set when this process runs one slice; Spec then holds the
+	// slice's conns, rate and cycles.
+	Shard   *results.Shard
+	StartAt time.Time
 }
 
 func usage(format string, a ...any) error {
@@ -105,6 +114,20 @@ func usage(format string, a ...any) error {
 func (s Spec) Validate() (*Plan, error) {
 	p := &Plan{Spec: s}
 	var err error
+	if s.Shard != "" {
+		if p.Shard, err = parseShard(s.Shard); err != nil {
+			return nil, err
+		}
+		if err := applyShard(&p.Spec, p.Shard); err != nil {
+			return nil, err
+		}
+		s = p.Spec
+	}
+	if s.StartAt != "" {
+		if p.StartAt, err = parseStartAt(s.StartAt); err != nil {
+			return nil, err
+		}
+	}
 	if p.Mix, err = workload.ParseMix(s.Scenario); err != nil {
 		return nil, usage("--scenario: %v", err)
 	}

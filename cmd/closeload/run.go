@@ -38,6 +38,8 @@ func addRunFlags(fs *pflag.FlagSet, s *runner.Spec) {
 	fs.BoolVar(&s.Isolate, "isolate", s.Isolate, "run in a fresh network namespace (as --sysctl does) even without --sysctl")
 	fs.BoolVar(&s.AllowUnknown, "allow-unknown-sysctl", s.AllowUnknown, "accept well-formed net.* keys the registry does not know")
 	fs.StringVar(&s.Journal, "sysctl-journal", s.Journal, "host mode: where to journal old values (default OUT.sysctl-journal)")
+	fs.StringVar(&s.Shard, "shard", s.Shard, "run shard INDEX/COUNT of a run spread over processes or hosts: an exact slice of --conns, --rate and --cycles")
+	fs.StringVar(&s.StartAt, "start-at", s.StartAt, "wait until this RFC 3339 time before starting the load (the same on every shard)")
 	fs.IntVar(&s.Acceptors, "acceptors", s.Acceptors, "built-in target threads per scenario (default: conns, at most 256)")
 	fs.StringVar(&s.Matrix, "matrix-id", s.Matrix, "matrix this run belongs to (set by closeload matrix)")
 	fs.StringVar(&s.Variant, "variant", s.Variant, "variant label (set by closeload matrix)")

@@ -39,7 +39,7 @@ func TestShardBadInput(t *testing.T) {
 		shard string
 		conns int
 	}{
-		{"1", 8}, {"2/2", 8}, {"-1/2", 8}, {"a/b", 8}, {"0/0", 8}, {"3/4", 2},
+		{"1", 8}, {"2/2", 8}, {"-1/2", 8}, {"a/b", 8}, {"0/0", 8}, {"0/4", 2}, // 2 conns over 4 shards: shard 0 gets none
 	}
 	for _, tc := range tests {
 		t.Run(tc.shard, func(t *testing.T) {

@@ -545,7 +545,6 @@ func ReadMatrixIndex(path string) (*MatrixIndex, error) {
 // matrixErrors is a run's error total, for the progress lines.
 func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }
 
-
 func meanOf(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()

@@ -57,10 +57,10 @@ type Spec struct {
 	Isolate bool
 	// Shard ("i/N") and StartAt (RFC 3339) make this process one slice of a
 	// run spread over processes or hosts.
-	Shard   string
-	StartAt string
-	Journal         string
-	Acceptors       int
+	Shard     string
+	StartAt   string
+	Journal   string
+	Acceptors int
 	// Matrix, Variant and Repeat are set by `closeload matrix` for its
 	// children, to place the record in the matrix.
 	Matrix  string

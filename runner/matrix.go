@@ -545,16 +545,6 @@ func ReadMatrixIndex(path string) (*MatrixIndex, error) {
 // matrixErrors is a run's error total, for the progress lines.
 func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }
 
-func meanOf(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	var s float64
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
-}
 
 func minMax(xs []float64) (lo, hi float64) {
 	lo, hi = math.Inf(1), math.Inf(-1)

@@ -79,7 +79,7 @@ func DefaultSpec() Spec {
 		Arrival:         "constant",
 		Duration:        10 * time.Second,
 		RequestSize:     16,
-		ResponseSize:    16,
+		ResponseSize:    -1,
 		Hold:            time.Second,
 		Timeout:         5 * time.Second,
 		Grace:           2 * time.Second,
@@ -152,8 +152,8 @@ func (s Spec) Validate() (*Plan, error) {
 	if s.RequestSize < 0 || s.RequestSize > 1<<30 {
 		return nil, usage("--request-size %d: want 0 to 1073741824 bytes", s.RequestSize)
 	}
-	if s.ResponseSize < 0 || s.ResponseSize > 1<<30 {
-		return nil, usage("--response-size %d: want 0 to 1073741824 bytes", s.ResponseSize)
+	if s.ResponseSize < -1 || s.ResponseSize > 1<<30 {
+		return nil, usage("--response-size %d: want 0 to 1073741824 bytes (-1: 16 from the built-in target, read to EOF from --target)", s.ResponseSize)
 	}
 	if p.Mix.Has(workload.UnreadClose) && s.RequestSize < 2 {
 		return nil, usage("--request-size %d: unread-close needs at least 2 bytes (the target reads half)", s.RequestSize)
@@ -188,6 +188,16 @@ func (s Spec) Validate() (*Plan, error) {
 			return nil, usage("--listen %q: want IP:PORT such as 127.0.0.1:0", s.Listen)
 		}
 		p.Listen = ap
+	}
+	if s.ResponseSize == -1 {
+		// The built-in target sends 16 bytes; an external server's response
+		// is read to its end (EOF), as an HTTP/1.0 client does, rather than
+		// cut short, which would reset the connection.
+		s.ResponseSize = 16
+		if !p.Builtin {
+			s.ResponseSize = 0
+		}
+		p.Spec.ResponseSize = s.ResponseSize
 	}
 	dst := p.Listen.Addr()
 	if !p.Builtin {

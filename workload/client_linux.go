@@ -170,8 +170,12 @@ func (w *worker) readToEOF(fd int, o *outcome, connected int64) error {
 	}
 }
 
-// readN reads want bytes, or up to EOF if the peer closes first.
+// readN reads want bytes, or up to EOF if the peer closes first; want 0
+// reads to EOF (an external server's response of unknown length).
 func (w *worker) readN(fd int, want int, o *outcome, connected int64) error {
+	if want <= 0 {
+		return w.readToEOF(fd, o, connected)
+	}
 	for int(o.received) < want {
 		n, err := sysRead(fd, w.buf[:min(len(w.buf), want-int(o.received))])
 		if err != nil {

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
-	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -230,4 +233,45 @@ func TestRefusedTarget(t *testing.T) {
 	}
 }
 
-var _ = errors.New
+
+// TestRunAgainstHTTPServer drives a real HTTP server (net/http on loopback)
+// with --request http: the client halves speak HTTP/1.1 with Connection:
+// close and read the whole response.
+func TestRunAgainstHTTPServer(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.Header.Get("Connection") != "close" || r.Host == "" {
+			http.Error(w, "want Connection: close and a Host", http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, strings.Repeat("x", 1000))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	out := filepath.Join(t.TempDir(), "r.json")
+	for _, scenario := range []string{"full-close", "client-halfclose"} {
+		t.Run(scenario, func(t *testing.T) {
+			before := hits.Load()
+			code, _, stderr := run(t, "run", "--target", addr, "--request", "http", "-s", scenario, "--cycles", "50", "-c", "2", "--out", out)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			r, err := results.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := r.Scenarios[0]
+			if s.Cycles != 50 || len(s.Errors) != 0 {
+				t.Fatalf("cycles %d errors %v, want 50 and none", s.Cycles, s.Errors)
+			}
+			// The probe connection sends no request; 50 requests reached the handler.
+			if got := hits.Load() - before; got != 50 {
+				t.Fatalf("server handled %d requests, want 50", got)
+			}
+			if s.Bytes.Received < 50*1000 {
+				t.Fatalf("received %d bytes, want the 50 responses of 1000+ bytes", s.Bytes.Received)
+			}
+		})
+	}
+}

@@ -23,7 +23,7 @@ func addRunFlags(fs *pflag.FlagSet, s *runner.Spec) {
 	fs.DurationVar(&s.Warmup, "warmup", s.Warmup, "run this long first and leave it out of every figure")
 	fs.StringVar(&s.Source, "source", s.Source, "source addresses: ADDR, FIRST-LAST or PREFIX/LEN, comma-separated (default: 254 of 127.0.0.0/8 for a loopback target)")
 	fs.IntVar(&s.RequestSize, "request-size", s.RequestSize, "request bytes (stream-echo: bytes streamed)")
-	fs.IntVar(&s.ResponseSize, "response-size", s.ResponseSize, "response bytes of the built-in target")
+	fs.IntVar(&s.ResponseSize, "response-size", s.ResponseSize, "response bytes: what the built-in target sends; from --target, read exactly this many (default -1: 16 from the built-in target, read to EOF from --target)")
 	fs.DurationVar(&s.Hold, "hold", s.Hold, "how long hold scenarios keep connections (orphan-finwait2, close-wait-leak)")
 	fs.DurationVar(&s.Timeout, "timeout", s.Timeout, "bound on every connect and read")
 	fs.DurationVar(&s.Grace, "grace", s.Grace, "after a stop, how long connections in flight may take to finish")

@@ -545,7 +545,6 @@ func ReadMatrixIndex(path string) (*MatrixIndex, error) {
 // matrixErrors is a run's error total, for the progress lines.
 func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }
 
-
 func minMax(xs []float64) (lo, hi float64) {
 	lo, hi = math.Inf(1), math.Inf(-1)
 	for _, x := range xs {

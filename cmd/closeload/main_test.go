@@ -233,7 +233,6 @@ func TestRefusedTarget(t *testing.T) {
 	}
 }
 
-
 // TestRunAgainstHTTPServer drives a real HTTP server (net/http on loopback)
 // with --request http: the client halves speak HTTP/1.1 with Connection:
 // close and read the whole response.

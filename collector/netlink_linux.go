@@ -267,7 +267,7 @@ func (n *netlinkSource) countOnce(s resetSink) (intr bool, err error) {
 		// The kernel refused the one-walk request: one dump per family
 		// from now on.
 		n.compat = nil
-		s.(resetSink).reset()
+		s.reset()
 	}
 	for _, fam := range n.families {
 		i, err := n.dump(n.req, uint8(fam), s)

@@ -247,9 +247,7 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 		}
 		s.peakUnk = max(s.peakUnk, s.counts.Unknown)
 	}
-	for _, n := range s.states.TakeNotes() {
-		s.health.Notes = append(s.health.Notes, n)
-	}
+	s.health.Notes = append(s.health.Notes, s.states.TakeNotes()...)
 
 	clear(s.cur)
 	n, err := s.counters.read(s.cur)

@@ -126,16 +126,6 @@ func (c *Counts) add(state uint8, owned bool, _, _ uint16) {
 	}
 }
 
-// merge adds o into c.
-func (c *Counts) merge(o *Counts) {
-	for i := range c.Total {
-		c.Total[i] += o.Total[i]
-		c.Orphaned[i] += o.Orphaned[i]
-	}
-	c.Unknown += o.Unknown
-	c.ParseErrors += o.ParseErrors
-}
-
 // Reset zeroes c for reuse.
 func (c *Counts) Reset() { *c = Counts{} }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -544,11 +543,3 @@ func ReadMatrixIndex(path string) (*MatrixIndex, error) {
 
 // matrixErrors is a run's error total, for the progress lines.
 func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }
-
-func minMax(xs []float64) (lo, hi float64) {
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for _, x := range xs {
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	return lo, hi
-}

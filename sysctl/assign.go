@@ -134,9 +134,7 @@ func NormalizeValue(name, v string) (string, error) {
 }
 
 func isDecimal(s string) bool {
-	if strings.HasPrefix(s, "-") {
-		s = s[1:]
-	}
+	s = strings.TrimPrefix(s, "-")
 	if s == "" {
 		return false
 	}

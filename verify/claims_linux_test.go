@@ -19,7 +19,7 @@ func runClaim(t *testing.T, name string, want Verdict, conditionHas ...string) {
 		t.Fatal(err)
 	}
 	nstest.Run(t, func(t *testing.T) {
-		env := &Env{Isolated: nstest.Inside(), Helper: testHelper, Logf: t.Logf}
+		env := &Env{Isolated: nstest.Inside(), Helper: testHelper}
 		r := Execute(context.Background(), c, env)
 		var b strings.Builder
 		_ = WriteText(&b, Report{Results: []Result{r}})

@@ -25,8 +25,6 @@ type Env struct {
 	// Helper returns a command that runs the named helper (see helpers.go)
 	// in this process's network namespace; nil when helpers are unavailable.
 	Helper func(ctx context.Context, name string, args ...string) *exec.Cmd
-	// Logf, when set, receives progress notes (verbose output, test logs).
-	Logf func(format string, args ...any)
 }
 
 func (e *Env) procRoot() string {
@@ -34,12 +32,6 @@ func (e *Env) procRoot() string {
 		return sysctl.DefaultProcRoot
 	}
 	return e.ProcRoot
-}
-
-func (e *Env) logf(format string, args ...any) {
-	if e.Logf != nil {
-		e.Logf(format, args...)
-	}
 }
 
 // Set writes sysctls of this namespace, each given as "key=value"

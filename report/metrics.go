@@ -17,6 +17,8 @@ var (
 	knownPhases = []string{"connect", "first_byte", "drain", "total"}
 	// knownErrors are the workload's error classes.
 	knownErrors = []string{"refused", "reset", "timeout", "addr-not-available", "too-many-files", "broken-pipe", "data-mismatch", "other"}
+	// portExhaustion is the workload's error class for no free local port.
+	portExhaustion = "addr-not-available"
 	// mainStates are always shown; the other states only when non-zero.
 	mainStates  = []string{"TIME_WAIT", "FIN_WAIT2", "CLOSE_WAIT"}
 	otherStates = []string{"FIN_WAIT1", "CLOSING", "LAST_ACK", "SYN_SENT", "SYN_RECV", "ESTABLISHED"}
@@ -282,7 +284,16 @@ func errorMetrics(errs map[string]results.ErrorCount, order float64, emit func(m
 		total += e.Count
 	}
 	emit(metricDef{metric: "errors", unit: "count", bench: "errors", better: -1, kind: kindCount, order: order}, float64(total))
+	// Port exhaustion is the error a close comparison is about (reuse,
+	// sources, port ranges): its row stays, zero included, so that "no
+	// exhaustion" is said rather than left out.
+	exhausted := indexOf(knownErrors, portExhaustion)
+	emit(metricDef{metric: "errors " + portExhaustion, unit: "count", bench: portExhaustion + "-errors", better: -1, kind: kindCount,
+		order: order + 1 + float64(exhausted)/100}, float64(errs[portExhaustion].Count))
 	for class, e := range errs {
+		if class == portExhaustion {
+			continue
+		}
 		ci := indexOf(knownErrors, class)
 		if ci < 0 {
 			ci = len(knownErrors)
@@ -338,7 +349,9 @@ func runMetrics(r *results.Run, totals bool, emit func(metricDef, float64)) {
 		case "TcpExt.TCPTimeWaitOverflow", "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPAbortOnMemory", "TcpExt.TCPAbortFailed":
 			better = -1
 		}
-		emit(metricDef{metric: name, unit: "count", bench: c.Name, better: better, kind: kindCount, order: order, hideZero: true}, float64(c.Delta))
+		// TWRecycled answers "did tcp_tw_reuse act?": zero is an answer.
+		hide := c.Name != "TcpExt.TWRecycled"
+		emit(metricDef{metric: name, unit: "count", bench: c.Name, better: better, kind: kindCount, order: order, hideZero: hide}, float64(c.Delta))
 	}
 	if st := r.Storm; st != nil {
 		emit(metricDef{metric: "storm time to last close", unit: "ns", bench: "storm-last-close-ns", better: -1, kind: kindLatency, order: 500}, float64(st.TimeToLastClose))

@@ -203,7 +203,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		defer bg.Done()
 		refused = watchRefused(runCtx, pool, targets[0], cancel)
 	}()
-	if out.Progress && isTerminal(out.Stderr) {
+	if out.Progress && IsTerminal(out.Stderr) {
 		bg.Add(1)
 		go func() { defer bg.Done(); progress(runCtx, out.Stderr, pool, held, s.Warmup+s.Duration) }()
 	}
@@ -344,7 +344,9 @@ func watchRefused(ctx context.Context, pool *workload.Pool, t netip.AddrPort, st
 	}
 }
 
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a terminal: live views redraw in place
+// only there, and print one line per interval to pipes and files.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/closeload/closeload/internal/suggest"
 )
 
 // Sentinel errors of parsing and validation; messages wrap them with the key,
@@ -181,8 +183,8 @@ func Nearest(name string) string {
 	}
 	best, bestD := "", -1
 	for _, k := range registry {
-		d := editDistance(name, k.Name)
-		if ld := editDistance(last, k.Name[strings.LastIndex(k.Name, ".")+1:]); ld < d {
+		d := suggest.Distance(name, k.Name)
+		if ld := suggest.Distance(last, k.Name[strings.LastIndex(k.Name, ".")+1:]); ld < d {
 			d = ld
 		}
 		if bestD < 0 || d < bestD {
@@ -195,26 +197,6 @@ func Nearest(name string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
 
 // wrappedMsg carries a full message while still matching its sentinel.
 type wrappedMsg struct {

@@ -8,8 +8,9 @@ package workload
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
+
+	"github.com/closeload/closeload/internal/suggest"
 )
 
 // Scenario identifies one close choreography of the catalogue.
@@ -88,42 +89,8 @@ func ParseScenario(name string) (Scenario, error) {
 		names[i] = c.Name
 	}
 	hint := ""
-	if n := Nearest(name, names); n != "" {
+	if n := suggest.Nearest(name, names); n != "" {
 		hint = fmt.Sprintf(" (did you mean %q?)", n)
 	}
 	return 0, fmt.Errorf("%w %q%s; known: %s", ErrUnknownScenario, name, hint, strings.Join(names, ", "))
-}
-
-// Nearest returns the candidate closest to s by edit distance, or "" when
-// none is close enough to be a plausible typo.
-func Nearest(s string, candidates []string) string {
-	best, bestD := "", len(s)/2+2
-	sorted := append([]string(nil), candidates...)
-	sort.Strings(sorted)
-	for _, c := range sorted {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

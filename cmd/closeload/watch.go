@@ -3,12 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
 // newWatchCmd is `closeload watch`: a live per-state, per-port view of TCP
@@ -54,7 +53,7 @@ one line is printed per interval. Ctrl-C ends it.`,
 			}
 			defer w.Close()
 			out := cmd.OutOrStdout()
-			tty := isTerminal(out)
+			tty := runner.IsTerminal(out)
 			ctx := cmd.Context()
 			t := time.NewTicker(interval)
 			defer t.Stop()
@@ -87,14 +86,4 @@ one line is printed per interval. Ctrl-C ends it.`,
 	c.Flags().StringVar(&procRoot, "proc-root", collector.DefaultProcRoot, "procfs root (for tests)")
 	_ = c.Flags().MarkHidden("proc-root")
 	return c
-}
-
-// isTerminal reports whether w is a terminal, to refresh in place.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

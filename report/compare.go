@@ -263,6 +263,7 @@ func groupInputs(inputs []Input) ([]*variantGroup, []string) {
 		for _, m := range missing {
 			notes = append(notes, m.String()+": its figures cover only part of the load")
 		}
+		notes = append(notes, lateShards(id, recs)...)
 		if merged.Interrupted {
 			reason := merged.InterruptReason
 			if reason == "" {
@@ -392,4 +393,24 @@ func (c *Comparison) records() []*results.Run {
 		}
 	}
 	return out
+}
+
+// lateShardSlack is how long after --start-at a shard may begin its load
+// before the report says the shards did not overlap.
+const lateShardSlack = time.Second
+
+// lateShards names the shards of a run that started their load well after
+// the shared --start-at: their load did not overlap the others', so the
+// merged rate understates what the run offered at once.
+func lateShards(id string, recs []*results.Run) []string {
+	var notes []string
+	for _, r := range recs {
+		at := r.Config.StartAt
+		if r.Shard == nil || at.IsZero() || r.Start.Sub(at) <= lateShardSlack {
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("run %s: shard %d/%d started %v after --start-at %s: its load did not overlap the others'",
+			id, r.Shard.Index, r.Shard.Count, r.Start.Sub(at).Round(time.Millisecond), at.Format(time.RFC3339)))
+	}
+	return notes
 }

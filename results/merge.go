@@ -221,6 +221,18 @@ func mergeScenarios(shards []*Run) ([]ScenarioResult, error) {
 			m.Bytes = addBytes(m.Bytes, sc.Bytes)
 			m.Observed.EOF += sc.Observed.EOF
 			m.Observed.Reset += sc.Observed.Reset
+			m.Observed.LostResponses += sc.Observed.LostResponses
+			if t := sc.Target; t != nil {
+				if m.Target == nil {
+					m.Target = &TargetSide{}
+				}
+				m.Target.Accepted += t.Accepted
+				m.Target.Completed += t.Completed
+				m.Target.Errors = mergeErrors(m.Target.Errors, t.Errors)
+				m.Target.Bytes = addBytes(m.Target.Bytes, t.Bytes)
+				m.Target.Observed.EOF += t.Observed.EOF
+				m.Target.Observed.Reset += t.Observed.Reset
+			}
 			for phase, p := range sc.Phases {
 				h, err := DecodeHistogram(p.Histogram)
 				if err != nil {

@@ -123,6 +123,13 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		}
 	}
 
+	if plan.Procs > 1 {
+		return runProcs(ctx, plan, rec, as, out)
+	}
+	if plan.Storm != nil {
+		return runStorm(ctx, plan, rec, as, out)
+	}
+
 	var target *workload.Target
 	targets := make([]netip.AddrPort, len(plan.Mix.Entries))
 	if plan.Builtin {
@@ -138,7 +145,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		target, err = workload.StartTarget(workload.TargetConfig{
 			Listen: plan.Listen, Scenarios: scen, Acceptors: acc,
 			RequestSize: s.RequestSize, ResponseSize: s.ResponseSize,
-			Hold: s.Hold, Timeout: s.Timeout,
+			Hold: s.Hold, Timeout: s.Timeout, ReusePort: s.ReusePort,
 		})
 		if err != nil {
 			return nil, err
@@ -182,7 +189,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 		}
 		return uint64(h)
 	}
-	sampler, samplerErr := collector.NewSampler(collector.SamplerConfig{
+	sampler, samplerErr := newRunSampler(ctx, collector.SamplerConfig{
 		ProcRoot: "/proc", Source: s.CollectorSource, Interval: s.Interval, Ports: ports,
 		Workload: func() collector.WorkloadCounts {
 			t := pool.LiveTotal()

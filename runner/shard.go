@@ -31,6 +31,9 @@ func parseShard(s string) (*results.Shard, error) {
 // slice, which results.Merge sums back.
 func applyShard(s *Spec, sh *results.Shard) error {
 	conns := results.ShardSlice(s.Conns, sh.Index, sh.Count)
+	if conns < 1 && s.Storm > 0 {
+		conns = 1 // a storm has no workers: --storm is what is sliced
+	}
 	if conns < 1 {
 		return usage("--shard %d/%d: --conns %d gives this shard no worker; use at least %d conns", sh.Index, sh.Count, s.Conns, sh.Count)
 	}

@@ -57,8 +57,10 @@ type Spec struct {
 	Isolate bool
 	// Shard ("i/N") and StartAt (RFC 3339) make this process one slice of a
 	// run spread over processes or hosts.
-	Shard     string
-	StartAt   string
+	Shard   string
+	StartAt string
+	// StormSpec holds --storm, --closer, --procs and their kin.
+	StormSpec
 	Journal   string
 	Acceptors int
 	// Matrix, Variant and Repeat are set by `closeload matrix` for its
@@ -104,6 +106,10 @@ type Plan struct {
 	// slice's conns, rate and cycles.
 	Shard   *results.Shard
 	StartAt time.Time
+	// Storm is set for the storm shape; Procs is how many processes run
+	// the plan (more than one: this one starts them as shards).
+	Storm *StormPlan
+	Procs int
 }
 
 func usage(format string, a ...any) error {
@@ -246,6 +252,9 @@ func (s Spec) Validate() (*Plan, error) {
 		if err := checkWritable(s.Hlog); err != nil {
 			return nil, usage("--hlog %s: %v", s.Hlog, err)
 		}
+	}
+	if err := s.validateStorm(p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -28,6 +28,9 @@ func WriteSummary(w io.Writer, r *results.Run) {
 	if r.Config.Shape == "open" {
 		shape = fmt.Sprintf("open loop, %.0f/s %s, up to %d in flight", r.Config.Rate, r.Config.Arrival, r.Config.Conns)
 	}
+	if r.Config.Shape == "storm" {
+		shape = stormShape(r.Config)
+	}
 	fmt.Fprintf(w, "%s; %s; sysctls %s\n\n", target, shape, r.Sysctls.Mode)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

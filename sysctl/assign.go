@@ -197,7 +197,6 @@ func Nearest(name string) string {
 	return best
 }
 
-
 // wrappedMsg carries a full message while still matching its sentinel.
 type wrappedMsg struct {
 	sentinel error

@@ -230,15 +230,17 @@ func TestScenarioHalves(t *testing.T) {
 		})
 
 		t.Run("close-wait-leak piles up", func(t *testing.T) {
+			// The hold outlasts the bounded wait below, so a slow machine
+			// sees the pile-up before the target starts closing.
 			tcfg := TargetConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenarios: []Scenario{CloseWaitLeak},
-				Acceptors: 4, Hold: 3 * time.Second, Timeout: 5 * time.Second}
+				Acceptors: 4, Hold: 30 * time.Second, Timeout: 5 * time.Second}
 			target, err := StartTarget(tcfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer target.Close()
 			pool, err := NewPool(Config{Mix: NewMix(CloseWaitLeak), Targets: target.Addrs(), Conns: 2, Cycles: 300,
-				Duration: 20 * time.Second, Hold: 3 * time.Second, Timeout: 5 * time.Second}, collector.NewLatencySink(1))
+				Duration: 20 * time.Second, Hold: 30 * time.Second, Timeout: 5 * time.Second}, collector.NewLatencySink(1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +248,7 @@ func TestScenarioHalves(t *testing.T) {
 			go func() { done <- pool.Run(context.Background()) }()
 			port := target.Addrs()[0].Port()
 			var s sideStates
-			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 				s = readSides(t, port)
 				if s.target["CLOSE_WAIT"] >= 290 {
 					break

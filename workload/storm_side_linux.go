@@ -264,17 +264,21 @@ func (s *side) reap(r int) {
 	defer rec.Flush()
 	next := r // the next of this reaper's connections to send a FIN on
 	R := len(s.epfd)
+	swept := false
 	for {
 		if s.stop.Load() {
 			s.sweep(r, ErrInterrupted, rec)
 			return
 		}
 		t := now()
-		if dl := s.deadline.Load(); dl != 0 && t >= dl {
+		if dl := s.deadline.Load(); dl != 0 && t >= dl && !swept {
 			s.sweep(r, ErrStormTimeout, rec)
 			if s.client {
 				return
 			}
+			// A target keeps serving until it is closed; what it
+			// accepts later is swept when it stops.
+			swept = true
 		}
 		if s.client && s.done.Load() && s.live[r].Load() == 0 {
 			return

@@ -41,6 +41,7 @@ func addRunFlags(fs *pflag.FlagSet, s *runner.Spec) {
 	fs.StringVar(&s.Shard, "shard", s.Shard, "run shard INDEX/COUNT of a run spread over processes or hosts: an exact slice of --conns, --rate and --cycles")
 	fs.StringVar(&s.StartAt, "start-at", s.StartAt, "wait until this RFC 3339 time before starting the load (the same on every shard)")
 	fs.IntVar(&s.Acceptors, "acceptors", s.Acceptors, "built-in target threads per scenario (default: conns, at most 256)")
+	addStormFlags(fs, &s.StormSpec)
 	fs.StringVar(&s.Matrix, "matrix-id", s.Matrix, "matrix this run belongs to (set by closeload matrix)")
 	fs.StringVar(&s.Variant, "variant", s.Variant, "variant label (set by closeload matrix)")
 	fs.IntVar(&s.Repeat, "repeat-index", s.Repeat, "repeat number within the matrix (set by closeload matrix)")
@@ -61,7 +62,9 @@ counters, prints a summary and writes the run record.`,
   closeload run --scenario client-halfclose --conns 8 --duration 5s
   closeload run --scenario client-halfclose:70,linger0:30 --rate 20000 --arrival poisson
   closeload run --sysctl net.ipv4.tcp_fin_timeout=5 --scenario orphan-finwait2 --hold 10s
-  closeload run --target 127.0.0.1:8080 --request http --scenario full-close`,
+  closeload run --target 127.0.0.1:8080 --request http --scenario full-close
+  closeload run --storm 5000 --hold 10s --storm-window 1s --closer server
+  closeload run --isolate --storm 250000 --procs auto --hold 30s --scenario close-wait-leak`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Args = append([]string{"run"}, flagArgs(cmd.Flags())...)
 			plan, err := spec.Validate()
@@ -74,6 +77,7 @@ counters, prints a summary and writes the run record.`,
 			}
 			if rec != nil && !isIsolatedParent(plan) {
 				runner.WriteSummary(cmd.OutOrStdout(), rec)
+				runner.WriteStormSummary(cmd.OutOrStdout(), rec)
 				runner.WriteKernelSummary(cmd.OutOrStdout(), rec)
 				fmt.Fprintf(cmd.OutOrStdout(), "\nrecord: %s\n", plan.Out)
 			}

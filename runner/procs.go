@@ -473,20 +473,11 @@ func awaitAll(ctx context.Context, children []*shardProc, step func(*shardProc) 
 	return true
 }
 
-// procsProgress draws the live line of a --procs run.
+// procsProgress is the live line of a --procs run.
 func procsProgress(ctx context.Context, w io.Writer, counts func() collector.WorkloadCounts, running *atomic.Int32, procs int) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	start := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			fmt.Fprint(w, "\r\033[K")
-			return
-		case <-tick.C:
-		}
+	liveLine(ctx, w, func(el time.Duration) string {
 		c := counts()
-		fmt.Fprintf(w, "\r\033[K%5.1fs  %d/%d processes  attempts %d  held %d  done %d  errors %d",
-			time.Since(start).Seconds(), running.Load(), procs, c.Attempts, c.Held, c.Cycles, c.Errors)
-	}
+		return fmt.Sprintf("%5.1fs  %d/%d processes  attempts %d  held %d  done %d  errors %d",
+			el.Seconds(), running.Load(), procs, c.Attempts, c.Held, c.Cycles, c.Errors)
+	})
 }

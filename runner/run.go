@@ -362,12 +362,12 @@ func IsTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// progress draws one live line on a terminal: elapsed, cycles, rate, errors.
-func progress(ctx context.Context, w io.Writer, pool *workload.Pool, held func() uint64, total time.Duration) {
+// liveLine redraws one status line on a terminal every second until ctx
+// ends, then clears it; line gets the time since the start.
+func liveLine(ctx context.Context, w io.Writer, line func(elapsed time.Duration) string) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start := time.Now()
-	var last uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -375,11 +375,18 @@ func progress(ctx context.Context, w io.Writer, pool *workload.Pool, held func()
 			return
 		case <-tick.C:
 		}
-		c := pool.LiveTotal()
-		fmt.Fprintf(w, "\r\033[K%5.1fs/%v  cycles %d  %d/s  errors %d  held %d",
-			time.Since(start).Seconds(), total, c.Cycles, c.Cycles-last, c.ErrorTotal(), held())
-		last = c.Cycles
+		fmt.Fprint(w, "\r\033[K"+line(time.Since(start)))
 	}
+}
+
+// progress is the live line of a run: elapsed, cycles, rate, errors, held.
+func progress(ctx context.Context, w io.Writer, pool *workload.Pool, held func() uint64, total time.Duration) {
+	var last uint64
+	liveLine(ctx, w, func(el time.Duration) string {
+		c := pool.LiveTotal()
+		defer func() { last = c.Cycles }()
+		return fmt.Sprintf("%5.1fs/%v  cycles %d  %d/s  errors %d  held %d", el.Seconds(), total, c.Cycles, c.Cycles-last, c.ErrorTotal(), held())
+	})
 }
 
 // RunsIsolated reports whether Run will hand the plan to an isolated child

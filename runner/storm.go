@@ -242,26 +242,17 @@ func fillStorm(rec *results.Run, plan *Plan, storm *workload.Storm, target *work
 	return nil
 }
 
-// stormProgress draws one live line: held, opened, closed, failed.
+// stormProgress is the live line of a storm: opened, held, closed, failed.
 func stormProgress(ctx context.Context, w io.Writer, storm *workload.Storm, target *workload.StormTarget) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	start := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			fmt.Fprint(w, "\r\033[K")
-			return
-		case <-tick.C:
-		}
+	liveLine(ctx, w, func(el time.Duration) string {
 		c := storm.Counts()
 		tl := 0
 		if target != nil {
 			tl = target.Live()
 		}
-		fmt.Fprintf(w, "\r\033[K%5.1fs  storm: opened %d  held %d  closed %d  failed %d  target holds %d",
-			time.Since(start).Seconds(), c.Opened, c.Held, c.Closed, c.Failed, tl)
-	}
+		return fmt.Sprintf("%5.1fs  storm: opened %d  held %d  closed %d  failed %d  target holds %d",
+			el.Seconds(), c.Opened, c.Held, c.Closed, c.Failed, tl)
+	})
 }
 
 // droppedNote says that latencies beyond the histograms' 60 s were left

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -215,5 +216,34 @@ func pollFd(fd int, events int16, timeout time.Duration) (int16, error) {
 			return 0, unix.ETIMEDOUT
 		}
 		return pfd[0].Revents, nil
+	}
+}
+
+// acceptLoop accepts connections on lfd and hands each to serve until
+// stopping is set (a shutdown of lfd wakes a blocked accept) or the listener
+// is gone. Transient failures are retried; onErr sees the others, and
+// descriptor exhaustion waits a little instead of spinning.
+func acceptLoop(lfd int, stopping *atomic.Bool, serve func(fd int), onErr func(unix.Errno)) {
+	for k := uint64(0); ; k++ {
+		yieldEvery(k)
+		fd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(lfd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
+		if stopping.Load() {
+			if e == 0 {
+				rawClose(int(fd))
+			}
+			return
+		}
+		switch e {
+		case 0:
+			serve(int(fd))
+		case unix.EINTR, unix.ECONNABORTED, unix.EAGAIN:
+		case unix.EINVAL, unix.EBADF:
+			return
+		default:
+			onErr(e)
+			if e == unix.EMFILE || e == unix.ENFILE {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 	}
 }

@@ -92,37 +92,16 @@ func (t *StormTarget) Addr() netip.AddrPort { return t.addr }
 func (t *StormTarget) accept() {
 	defer t.wg.Done()
 	s := t.side
-	for k := uint64(0); ; k++ {
-		yieldEvery(k)
-		fd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(t.lfd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
-		if t.stopping.Load() {
-			if e == 0 {
-				rawClose(int(fd))
-			}
-			return
-		}
-		if e != 0 {
-			switch e {
-			case unix.EINTR, unix.ECONNABORTED, unix.EAGAIN:
-				continue
-			case unix.EINVAL, unix.EBADF:
-				return
-			}
-			s.count(e)
-			if e == unix.EMFILE || e == unix.ENFILE {
-				time.Sleep(10 * time.Millisecond)
-			}
-			continue
-		}
+	acceptLoop(t.lfd, &t.stopping, func(fd int) {
 		s.c.attempts.Add(1)
 		i := int(s.n.Add(1) - 1)
 		if i >= maxTableConns {
-			rawClose(int(fd))
+			rawClose(fd)
 			s.count(errors.New("storm target: connection table full"))
-			continue
+			return
 		}
-		_ = s.publish(i, int(fd), now())
-	}
+		_ = s.publish(i, fd, now())
+	}, func(e unix.Errno) { s.count(e) })
 }
 
 // ScheduleClose tells the target the storm's close time and deadline: with

@@ -247,36 +247,12 @@ func (t *Target) onHeldClose(c heldConn) {}
 func (t *Target) accept(l *listener, a *acceptor) {
 	defer t.wg.Done()
 	serve := serverHalves[l.scenario]
-	for k := uint64(0); ; k++ {
-		yieldEvery(k)
-		fd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(l.fd), 0, 0, unix.SOCK_CLOEXEC, 0, 0)
-		if t.stopping.Load() {
-			if e == 0 {
-				rawClose(int(fd))
-			}
-			return
-		}
-		if e != 0 {
-			if e == unix.EINTR || e == unix.ECONNABORTED || e == unix.EAGAIN {
-				continue
-			}
-			cl := Classify(e)
-			a.c.errors[cl].Add(1)
-			l.examples.note(cl, e)
-			if e == unix.EMFILE || e == unix.ENFILE {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			if e == unix.EINVAL || e == unix.EBADF {
-				return
-			}
-			continue
-		}
+	acceptLoop(l.fd, &t.stopping, func(fd int) {
 		a.c.attempts.Add(1)
 		a.curFD.Store(int32(fd))
 		a.o = outcome{}
 		o := &a.o
-		serve(t, a, int(fd), o)
+		serve(t, a, fd, o)
 		a.curFD.Store(-1)
 		a.c.sent.Add(o.sent)
 		a.c.received.Add(o.received)
@@ -290,10 +266,14 @@ func (t *Target) accept(l *listener, a *acceptor) {
 			cl := Classify(o.err)
 			a.c.errors[cl].Add(1)
 			l.examples.note(cl, o.err)
-			continue
+			return
 		}
 		a.c.cycles.Add(1)
-	}
+	}, func(e unix.Errno) {
+		cl := Classify(e)
+		a.c.errors[cl].Add(1)
+		l.examples.note(cl, e)
+	})
 }
 
 // serverReadToEOF reads until the client's FIN.

@@ -228,14 +228,14 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 	if !final && t0.Before(s.nextStates) {
 		s.health.Throttled++
 		smp.Missing = append(smp.Missing, "states")
-	} else if err := s.states.Count(&s.counts); err != nil {
+	} else if cpu, err := s.countStates(); err != nil {
 		s.recordErr("socket states: " + err.Error())
 		smp.Missing = append(smp.Missing, "states")
 	} else {
 		if s.cfg.MaxCPU > 0 {
-			// The next count waits until this one fits the budget.
-			if c := time.Since(t0); float64(c) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
-				s.nextStates = t0.Add(time.Duration(float64(c) / s.cfg.MaxCPU))
+			// The next count waits until this one's CPU time fits the budget.
+			if float64(cpu) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
+				s.nextStates = t0.Add(time.Duration(float64(cpu) / s.cfg.MaxCPU))
 			}
 		}
 		s.stateOK = true
@@ -371,4 +371,10 @@ func (s *Sampler) Stop() SamplerResult {
 	s.states.Close()
 	s.result = &r
 	return r
+}
+
+// countStates counts socket states and returns the CPU time it took.
+func (s *Sampler) countStates() (cpu time.Duration, err error) {
+	cpu = cpuCost(func() { err = s.states.Count(&s.counts) })
+	return cpu, err
 }

@@ -140,11 +140,9 @@ func runStorm(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 
 // stormSamplerCPU lifts the CPU budget of a storm's state counts (the
 // default is collector.DefaultMaxCPU): the state timeline is what a storm
-// is about, and while connections are held the workload is idle. The
-// budget is judged on wall time, so while dozens of shard processes open
-// connections on two cores one count of a million sockets takes tens of
-// seconds and a budget would then skip every count of the hold. Counting
-// 500,000 sockets costs about 0.3 s of a core; raise --interval for more.
+// is about, and while connections are held the workload is idle. Counting
+// 500,000 sockets costs about 0.3 s of a core, which a 5% budget would
+// space out to one count every 6 s; raise --interval instead.
 const stormSamplerCPU = -1
 
 // samplerCPU is the state counts' budget for a plan.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,30 +83,32 @@ func ReadCounters(procRoot string) (map[string]int64, error) {
 // counterReader reads the counter files with a reused buffer and interned
 // keys, so a sample allocates nothing per counter.
 type counterReader struct {
-	root    string
+	// paths are counterFiles' paths under root, joined once.
+	paths   []string
 	buf     []byte
 	scratch []byte
 	keys    map[string]string
-	// missing6 is set once sockstat6 was found missing.
-	missing6 bool
 }
 
 func newCounterReader(root string) *counterReader {
 	if root == "" {
 		root = DefaultProcRoot
 	}
-	return &counterReader{root: root, buf: make([]byte, 0, 16<<10), keys: map[string]string{}}
+	paths := make([]string, len(counterFiles))
+	for i, f := range counterFiles {
+		paths[i] = filepath.Join(root, f.path)
+	}
+	return &counterReader{paths: paths, buf: make([]byte, 0, 16<<10), keys: map[string]string{}}
 }
 
 // read fills out with every counter; parseErrs counts malformed lines.
 func (r *counterReader) read(out map[string]int64) (parseErrs int, err error) {
 	var errs []error
-	for _, f := range counterFiles {
-		path := filepath.Join(r.root, f.path)
+	for i, f := range counterFiles {
+		path := r.paths[i]
 		b, rerr := r.readFile(path)
 		if rerr != nil {
 			if f.optional && errors.Is(rerr, os.ErrNotExist) {
-				r.missing6 = true
 				continue
 			}
 			errs = append(errs, fmt.Errorf("%w: %v", ErrCounters, rerr))
@@ -289,11 +292,11 @@ func parseCounter(b []byte) (int64, bool) {
 		if ch < '0' || ch > '9' {
 			return 0, false
 		}
-		n := v*10 + uint64(ch-'0')
-		if n < v {
-			return 0, false
+		d := uint64(ch - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, false // above 2^64-1: no kernel counter
 		}
-		v = n
+		v = v*10 + d
 	}
 	return int64(v), true
 }

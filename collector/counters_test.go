@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -105,6 +106,33 @@ func TestParseSockstatMalformed(t *testing.T) {
 	}
 }
 
+// TestParseCounter: unsigned longs above 2^63 wrap, values above 2^64-1 are
+// malformed rather than silently wrapped to a wrong figure.
+func TestParseCounter(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"-1", -1, true},
+		{"9223372036854775808", -9223372036854775808, true},
+		{"18446744073709551615", -1, true},
+		{"18446744073709551616", 0, false},
+		{"30000000000000000000", 0, false},
+		{"99999999999999999999", 0, false},
+		{"12a", 0, false},
+		{"", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := parseCounter([]byte(tc.in))
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("parseCounter(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
 func TestCounterScope(t *testing.T) {
 	for name, want := range map[string]string{
 		"Sockstat.TCP.orphan": ScopeGlobal, "Sockstat.TCP.alloc": ScopeGlobal, "Sockstat.TCP.mem": ScopeGlobal,
@@ -141,9 +169,11 @@ func FuzzParseSNMP(f *testing.F) {
 	f.Add([]byte("Tcp: A\nTcp: -1\n"), "")
 	f.Fuzz(func(t *testing.T, b []byte, keep string) {
 		m := map[string]int64{}
-		bad := ParseSNMP(b, keep, m)
-		if bad < 0 {
-			t.Fatal(bad)
+		ParseSNMP(b, keep, m)
+		for k := range m {
+			if keep != "" && !strings.HasPrefix(k, keep+".") {
+				t.Fatalf("key %q outside section %q", k, keep)
+			}
 		}
 	})
 }
@@ -154,8 +184,11 @@ func FuzzParseSockstat(f *testing.F) {
 	f.Add(readFixture(f, "testdata/proc-noipv6/net/sockstat"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := map[string]int64{}
-		if ParseSockstat(b, "Sockstat", m) < 0 {
-			t.Fatal("negative")
+		ParseSockstat(b, "Sockstat", m)
+		for k := range m {
+			if !strings.HasPrefix(k, "Sockstat.") {
+				t.Fatalf("key %q without the Sockstat. prefix", k)
+			}
 		}
 	})
 }

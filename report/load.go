@@ -46,6 +46,7 @@ type Skipped struct {
 	Err  string `json:"error"`
 }
 
+// String is the line the report prints for a skipped input.
 func (s Skipped) String() string { return fmt.Sprintf("skipped %s: %s", s.Path, s.Err) }
 
 // Load reads the report's arguments, in any order: record files, directories

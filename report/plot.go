@@ -153,6 +153,7 @@ func newPlot(title, x, y string) *plot.Plot {
 // 25000.00.
 type countTicks struct{}
 
+// Ticks implements plot.Ticker.
 func (countTicks) Ticks(lo, hi float64) []plot.Tick {
 	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
 	for i := range ticks {
@@ -167,6 +168,7 @@ func (countTicks) Ticks(lo, hi float64) []plot.Tick {
 // few decades, so a narrow log axis still has labels.
 type logTicks struct{}
 
+// Ticks implements plot.Ticker.
 func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 	if lo <= 0 || hi <= 0 {
 		return plot.DefaultTicks{}.Ticks(lo, hi)

@@ -19,13 +19,7 @@ func compareRow(a *rowAcc, base int, opts Options, warn func(error)) Row {
 	row := Row{Metric: a.def.metric, Unit: a.def.unit, Bench: a.def.bench, Better: a.def.better, vals: a.vals}
 	samples := make([]*benchmath.Sample, len(a.vals))
 	for i, vals := range a.vals {
-		present := make([]float64, 0, len(vals))
-		for _, v := range vals {
-			if !math.IsNaN(v) {
-				present = append(present, v)
-			}
-		}
-		if len(present) > 0 {
+		if present := presentValues(vals); len(present) > 0 {
 			samples[i] = benchmath.NewSample(present, th)
 		}
 	}

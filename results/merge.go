@@ -26,6 +26,7 @@ type MissingShard struct {
 	Count int    `json:"count"`
 }
 
+// String is the note a report prints for the missing shard.
 func (m MissingShard) String() string {
 	return fmt.Sprintf("run %s: shard %d/%d missing", m.RunID, m.Index, m.Count)
 }
@@ -388,7 +389,10 @@ func seriesInterval(shards []*Run) time.Duration {
 
 // mergeSeries aligns the shards' samples on wall clock: a sample falls in
 // the interval nearest to its time counted from base, and samples of one
-// interval are summed (global counters once per host).
+// interval are summed (global counters once per host). Two samples of one
+// shard can fall in one interval (the final, partial sample lands near the
+// last tick): their deltas add up, while their levels (states, held) are
+// the later sample's, so that a shard is never counted twice.
 func mergeSeries(shards []*Run, base time.Time) []Sample {
 	have := false
 	for _, s := range shards {
@@ -410,12 +414,9 @@ func mergeSeries(shards []*Run, base time.Time) []Sample {
 		for _, c := range s.Counters {
 			scope[c.Name] = c.Scope
 		}
-		for _, smp := range s.Series {
-			t := smp.T
-			if t.IsZero() {
-				t = s.Start.Add(time.Duration(smp.Elapsed * float64(time.Second)))
-			}
-			k := int64(math.Round(float64(t.Sub(base)) / float64(iv)))
+		own, keys := foldShardSeries(s, base, iv)
+		for _, k := range keys {
+			smp := own[k]
 			b := buckets[k]
 			if b == nil {
 				at := base.Add(time.Duration(k) * iv)
@@ -464,6 +465,56 @@ func mergeSeries(shards []*Run, base time.Time) []Sample {
 		out = append(out, b.s)
 	}
 	return out
+}
+
+// foldShardSeries puts one shard's samples in the intervals of base and iv,
+// one sample per interval, and returns them with their interval numbers in
+// order. Samples sharing an interval add their deltas (cycles, errors,
+// attempts, counters); levels (states, held) are the latest sample's that
+// has them, and only what every one of them lacks stays missing.
+func foldShardSeries(s *Run, base time.Time, iv time.Duration) (map[int64]*Sample, []int64) {
+	out := map[int64]*Sample{}
+	var keys []int64
+	for _, smp := range s.Series {
+		t := smp.T
+		if t.IsZero() {
+			t = s.Start.Add(time.Duration(smp.Elapsed * float64(time.Second)))
+		}
+		k := int64(math.Round(float64(t.Sub(base)) / float64(iv)))
+		f := out[k]
+		if f == nil {
+			c := smp
+			out[k] = &c
+			keys = append(keys, k)
+			continue
+		}
+		f.Cycles += smp.Cycles
+		f.Errors += smp.Errors
+		f.Attempts += smp.Attempts
+		f.Held = smp.Held
+		if !slices.Contains(smp.Missing, "states") {
+			f.States = smp.States
+		}
+		if len(smp.Counters) > 0 {
+			sum := make(map[string]int64, len(f.Counters)+len(smp.Counters))
+			for name, v := range f.Counters {
+				sum[name] = v
+			}
+			for name, v := range smp.Counters {
+				sum[name] += v
+			}
+			f.Counters = sum
+		}
+		var missing []string
+		for _, m := range f.Missing {
+			if slices.Contains(smp.Missing, m) {
+				missing = append(missing, m)
+			}
+		}
+		f.Missing = missing
+	}
+	slices.Sort(keys)
+	return out, keys
 }
 
 // mergePeaks recomputes peaks from the merged series when every shard has

@@ -340,3 +340,45 @@ func TestMergeMissingStates(t *testing.T) {
 		t.Errorf("peak TIME_WAIT = %d, want 12000 from the last complete sample", p)
 	}
 }
+
+// TestMergeFinalPartialSample: a shard's final sample, taken at Stop a
+// little after its last tick, falls in the same interval as that tick. Its
+// deltas add to the tick's, its states replace them: the shard's sockets
+// are not counted twice.
+func TestMergeFinalPartialSample(t *testing.T) {
+	d0, d1 := makeShardData(0, 100, 0), makeShardData(1, 100, 0)
+	s0 := recordOf(t, &Shard{Index: 0, Count: 2}, "a", "isolated", d0)
+	s1 := recordOf(t, &Shard{Index: 1, Count: 2}, "b", "isolated", d1)
+	last := s0.Series[len(s0.Series)-1]
+	s0.Series = append(s0.Series, Sample{
+		T:        last.T.Add(300 * time.Millisecond),
+		Elapsed:  last.Elapsed + 0.3,
+		States:   map[string]StateCount{"TIME_WAIT": {Total: 4900}},
+		Counters: map[string]int64{"TcpExt.TW": 7},
+		Cycles:   3,
+	})
+	got, _, err := Merge([]*Run{s0, s1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Series) != 5 {
+		t.Fatalf("series: got %d samples, want 5", len(got.Series))
+	}
+	g := got.Series[4]
+	// Shard 1's last sample has 10000 in TIME_WAIT; shard 0's final one 4900.
+	if tw := g.States["TIME_WAIT"].Total; tw != 14900 {
+		t.Errorf("TIME_WAIT = %d, want 14900 (4900+10000)", tw)
+	}
+	if fw := g.States["FIN_WAIT2"].Total; fw != 4 {
+		t.Errorf("FIN_WAIT2 = %d, want 4 (shard 1 only: shard 0's final sample has none)", fw)
+	}
+	if c := g.Counters["TcpExt.TW"]; c != 100+7+200 {
+		t.Errorf("TcpExt.TW = %d, want 307 (100+7 from shard 0, 200 from shard 1)", c)
+	}
+	if g.Cycles != 20+3+20 {
+		t.Errorf("cycles = %d, want 43", g.Cycles)
+	}
+	if p := got.Peaks["TIME_WAIT"].Total; p != 14900 {
+		t.Errorf("peak TIME_WAIT = %d, want 14900", p)
+	}
+}

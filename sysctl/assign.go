@@ -85,12 +85,11 @@ func CheckName(name string, allowUnknown bool) error {
 	if allowUnknown {
 		return fmt.Errorf("%w: %q is not a well-formed net.* name (dotted segments of letters, digits, _ and -)", ErrUnknownKey, name)
 	}
-	msg := fmt.Sprintf("%v %q", ErrUnknownKey, name)
+	hint := ""
 	if near := Nearest(name); near != "" {
-		msg += fmt.Sprintf("; did you mean %s?", near)
+		hint = "; did you mean " + near + "?"
 	}
-	msg += " (see 'closeload sysctl list'; --allow-unknown-sysctl accepts other net.* keys)"
-	return wrapMsg(ErrUnknownKey, msg)
+	return fmt.Errorf("%w %q%s (see 'closeload sysctl list'; --allow-unknown-sysctl accepts other net.* keys)", ErrUnknownKey, name, hint)
 }
 
 // NormalizeValue checks v against the key's shape and range (for a registry
@@ -196,14 +195,3 @@ func Nearest(name string) string {
 	}
 	return best
 }
-
-// wrappedMsg carries a full message while still matching its sentinel.
-type wrappedMsg struct {
-	sentinel error
-	msg      string
-}
-
-func (w wrappedMsg) Error() string { return w.msg }
-func (w wrappedMsg) Unwrap() error { return w.sentinel }
-
-func wrapMsg(sentinel error, msg string) error { return wrappedMsg{sentinel, msg} }

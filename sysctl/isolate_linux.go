@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,21 @@ import (
 // IsolatedCommand: "1" in a fresh network namespace, "userns" when a user
 // namespace was created too (the caller was not root).
 const IsolatedEnv = "CLOSELOAD_ISOLATED"
+
+// isolatedFromEnv carries the launching process's network namespace inode:
+// a child counts as isolated only when its own namespace differs, so a
+// stray IsolatedEnv in an environment can never make a run apply sysctls to
+// the namespace it was started from (the host's).
+const isolatedFromEnv = "CLOSELOAD_ISOLATED_FROM"
+
+// netnsInode identifies the network namespace this process is in.
+func netnsInode() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
 
 // ErrIsolation marks a failure to create the namespaces of an isolated run.
 var ErrIsolation = errors.New("cannot create an isolated network namespace")
@@ -59,13 +75,16 @@ func IsolatedCommand(ctx context.Context, args []string) *exec.Cmd {
 	if userns {
 		mode = "userns"
 	}
-	env := make([]string, 0, len(os.Environ())+1)
+	env := make([]string, 0, len(os.Environ())+3)
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, IsolatedEnv+"=") && !strings.HasPrefix(e, hostGlobalsEnv+"=") {
+		if !strings.HasPrefix(e, IsolatedEnv+"=") && !strings.HasPrefix(e, isolatedFromEnv+"=") && !strings.HasPrefix(e, hostGlobalsEnv+"=") {
 			env = append(env, e)
 		}
 	}
 	cmd.Env = append(env, IsolatedEnv+"="+mode)
+	if ino, err := netnsInode(); err == nil {
+		cmd.Env = append(cmd.Env, isolatedFromEnv+"="+strconv.FormatUint(ino, 10))
+	}
 	if g := hostGlobals(); g != "" {
 		cmd.Env = append(cmd.Env, hostGlobalsEnv+"="+g)
 	}
@@ -76,17 +95,27 @@ func IsolatedCommand(ctx context.Context, args []string) *exec.Cmd {
 }
 
 // InIsolatedChild reports whether this process was started by
-// IsolatedCommand, and the namespace mode for the record's provenance:
-// "isolated" or "isolated-userns".
+// IsolatedCommand (or descends from such a child in the same namespace), and
+// the namespace mode for the record's provenance: "isolated" or
+// "isolated-userns". It checks the kernel, not only the environment: the
+// answer is false unless this process's network namespace differs from the
+// one IsolatedCommand was called in, since callers then change sysctls.
 func InIsolatedChild() (bool, string) {
-	switch os.Getenv(IsolatedEnv) {
-	case "":
+	mode := os.Getenv(IsolatedEnv)
+	if mode == "" {
 		return false, ""
-	case "userns":
-		return true, "isolated-userns"
-	default:
-		return true, "isolated"
 	}
+	from, err := strconv.ParseUint(os.Getenv(isolatedFromEnv), 10, 64)
+	if err != nil {
+		return false, ""
+	}
+	if own, err := netnsInode(); err != nil || own == from {
+		return false, ""
+	}
+	if mode == "userns" {
+		return true, "isolated-userns"
+	}
+	return true, "isolated"
 }
 
 // PrepareIsolatedChild readies a fresh namespace for a run: loopback up

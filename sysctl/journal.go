@@ -121,8 +121,11 @@ func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) 
 		return nil, err
 	}
 	if err := Apply(procRoot, as); err != nil {
-		// Apply put back what it wrote; the journal has nothing to do.
-		os.Remove(journalPath)
+		// Apply put back what it wrote; the journal goes only once every
+		// key reads its old value again, else it stays for a restore.
+		if rerr := restoreEntries(procRoot, journalPath, j.Entries); rerr != nil {
+			return nil, fmt.Errorf("%w; afterwards: %w", err, rerr)
+		}
 		return nil, err
 	}
 	return j, nil
@@ -284,8 +287,10 @@ type journalBody struct {
 	Entries  []JournalEntry
 }
 
-// write stores the journal durably: temporary file, fsync, rename, fsync of
-// the directory, so that it survives kill -9 and a crash right after.
+// write stores the journal durably: temporary file, fsync, link to its
+// name, fsync of the directory, so that it survives kill -9 and a crash
+// right after. The link fails if the name exists: of two host-mode runs
+// started at once, only one gets the journal (ErrJournalExists).
 func (j *Journal) write() error {
 	sum, err := j.checksum()
 	if err != nil {
@@ -314,7 +319,10 @@ func (j *Journal) write() error {
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Rename(tmp, j.path)
+		werr = os.Link(tmp, j.path)
+		if errors.Is(werr, fs.ErrExist) {
+			werr = fmt.Errorf("%w: %w", ErrJournalExists, werr)
+		}
 	}
 	if werr != nil {
 		return fmt.Errorf("sysctl journal %s: %w", j.path, werr)

@@ -57,6 +57,10 @@ func helper(mode string) int {
 	case "isolated": // inside IsolatedCommand: prepare, apply, dial, report
 		var r childReport
 		r.Isolated, r.Mode = sysctl.InIsolatedChild()
+		if !r.Isolated {
+			fmt.Fprintln(os.Stderr, "not in a namespace of its own: refusing to apply sysctls")
+			return 9
+		}
 		if err := sysctl.PrepareIsolatedChild(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 3
@@ -326,6 +330,25 @@ func TestApplyRollbackKernel(t *testing.T) {
 		})
 		if !errors.Is(err, sysctl.ErrRefused) || !strings.Contains(err.Error(), "ip_unprivileged_port_start") {
 			t.Fatalf("err = %v, want ErrRefused explaining the port range", err)
+		}
+		if after := sysctl.Snapshot(""); !equal(before, after) {
+			t.Errorf("partial change:\nbefore %v\nafter  %v", before, after)
+		}
+	})
+}
+
+// TestApplyRollbackChanged makes the kernel take a write but store another
+// value than the one given ("023" reads back as a different number): Apply
+// reports it and puts that key back too, not only the ones before it.
+func TestApplyRollbackChanged(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		before := sysctl.Snapshot("")
+		err := sysctl.Apply("", []sysctl.Assignment{
+			{Key: "net.ipv4.tcp_tw_reuse", Value: "0"},
+			{Key: "net.ipv4.tcp_fin_timeout", Value: "023"},
+		})
+		if !errors.Is(err, sysctl.ErrRefused) || !strings.Contains(err.Error(), "reads back") {
+			t.Fatalf("err = %v, want ErrRefused saying the value reads back differently", err)
 		}
 		if after := sysctl.Snapshot(""); !equal(before, after) {
 			t.Errorf("partial change:\nbefore %v\nafter  %v", before, after)

@@ -169,7 +169,8 @@ func write(procRoot, name, value string) error {
 
 // Apply sets every assignment under procRoot in order. If one fails, those
 // already written are put back to their old values before the error is
-// returned: no partial change.
+// returned: no partial change. That includes the failing key itself when the
+// kernel took the write but changed the value (clamped it).
 func Apply(procRoot string, as []Assignment) error {
 	olds := make([]string, len(as))
 	for i, a := range as {
@@ -182,7 +183,12 @@ func Apply(procRoot string, as []Assignment) error {
 	for i, a := range as {
 		if err := write(procRoot, a.Key, a.Value); err != nil {
 			var rerrs []error
-			for j := i - 1; j >= 0; j-- {
+			for j := i; j >= 0; j-- {
+				if j == i {
+					if cur, rerr := Read(procRoot, a.Key); rerr != nil || cur == olds[i] {
+						continue // the failed write changed nothing
+					}
+				}
 				if rerr := write(procRoot, as[j].Key, olds[j]); rerr != nil {
 					rerrs = append(rerrs, rerr)
 				}

@@ -82,12 +82,20 @@ func runCloseWaitLeak(ctx context.Context, env *Env) Result {
 		close(lines)
 		exited <- cmd.Wait()
 	}()
+	reaped := false
 	defer func() {
+		if reaped {
+			return
+		}
 		stdin.Close()
 		select {
 		case <-exited:
 		case <-time.After(3 * time.Second):
-			hcancel()
+			hcancel() // kills it; the reader goroutine then reaps it
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+			}
 		}
 	}()
 	expect := func(prefix string, n int, d time.Duration) error {
@@ -181,6 +189,7 @@ func runCloseWaitLeak(ctx context.Context, env *Env) Result {
 	te := time.Now()
 	select {
 	case <-exited:
+		reaped = true
 	case <-time.After(5 * time.Second):
 		return failed(r, errors.New("the leaky server did not exit"))
 	}

@@ -134,7 +134,8 @@ func runTimeWaitCloser(ctx context.Context, env *Env) Result {
 	return r
 }
 
-// countKeys counts the sockets in m under key, and its orphan sub-count.
+// countKeys counts which of key and its orphan sub-count key are present in
+// m (0, 1 or 2): with len(m) it tells whether m holds nothing else.
 func countKeys(m map[string]int, key string) int {
 	n := 0
 	for k := range m {

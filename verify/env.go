@@ -41,13 +41,9 @@ func (e *Env) Set(specs ...string) error {
 	if !e.Isolated {
 		return ErrNotIsolated
 	}
-	as := make([]sysctl.Assignment, 0, len(specs))
-	for _, s := range specs {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok {
-			return fmt.Errorf("sysctl %q: want key=value", s)
-		}
-		as = append(as, sysctl.Assignment{Key: k, Value: v})
+	as, err := sysctl.ParseAssignments(specs, true)
+	if err != nil {
+		return err
 	}
 	return sysctl.Apply(e.procRoot(), as)
 }

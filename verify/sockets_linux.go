@@ -206,7 +206,7 @@ func rawFd(c *net.TCPConn, f func(fd int) error) error {
 	return ferr
 }
 
-// mustStates reads state counts, turning an error into a printable note.
+// statesOr reads state counts, turning an error into a printable note.
 func (e *Env) statesOr(keep side) (map[string]int, string) {
 	m, err := e.States(keep)
 	if err != nil {

@@ -33,8 +33,8 @@ import (
 //     20,000-descriptor limit of one process. B/conn counts both ends of a
 //     connection; the goal is at most 1.5 KB.
 //   - BenchmarkStormDrain: a storm of 9,000 half-closes at once (closer
-//     client): drain p50/p99 (own FIN → peer's EOF), the time from the close
-//     time to the last connection gone, and the opening rate.
+//     client): drain p50/p99 (own FIN → peer's EOF) and the time from the
+//     close time to the last connection gone.
 //
 //	go test ./benchmarks/ -run '^$' -bench Storm -benchtime 3x
 //
@@ -119,6 +119,14 @@ func runBenchStorm(n int, scen workload.Scenario, hold, window time.Duration, at
 	}
 	defer target.Close()
 	var closeAt time.Time
+	// halfDone is closed once at("halfclosed") has run: it writes what the
+	// caller reads after this returns.
+	var halfDone chan struct{}
+	defer func() {
+		if halfDone != nil {
+			<-halfDone
+		}
+	}()
 	cfg := workload.StormConfig{
 		N: n, Target: target.Addr(), Scenario: scen, Closer: closer, Hold: hold, Window: window,
 		Timeout: 10 * time.Second, Sources: workload.DefaultSources(netip.MustParseAddr("127.0.0.1")),
@@ -130,7 +138,9 @@ func runBenchStorm(n int, scen workload.Scenario, hold, window time.Duration, at
 		}
 		closeAt = time.Now().Add(100 * time.Millisecond)
 		if at != nil && scen == workload.CloseWaitLeak {
+			halfDone = make(chan struct{})
 			go func() {
+				defer close(halfDone)
 				// Half-closed: FINs sent at closeAt, leak until closeAt+hold.
 				time.Sleep(time.Until(closeAt) + hold/2)
 				at("halfclosed")

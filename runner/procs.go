@@ -256,9 +256,6 @@ func runProcs(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 	sampler, samplerErr := collector.NewSampler(collector.SamplerConfig{
 		ProcRoot: "/proc", Source: s.CollectorSource, Interval: s.Interval, Ports: ports, Workload: workloadCounts, MaxCPU: samplerCPU(plan),
 	})
-	if samplerErr == nil {
-		sampler.Start()
-	}
 	rec.Start = time.Now()
 	var running atomic.Int32
 	for i := range children {
@@ -276,6 +273,11 @@ func runProcs(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 		children[i] = c
 		running.Add(1)
 	}
+	// Started once children is filled: the sampler reads it (the storm's
+	// shards start dialing on the parent's word, later runs at startAt).
+	if samplerErr == nil {
+		sampler.Start()
+	}
 	var wg sync.WaitGroup
 	for _, c := range children {
 		wg.Add(1)
@@ -287,8 +289,10 @@ func runProcs(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 		}()
 	}
 	progCtx, stopProg := context.WithCancel(ctx)
+	var prog sync.WaitGroup
 	if out.Progress && IsTerminal(out.Stderr) {
-		go procsProgress(progCtx, out.Stderr, workloadCounts, &running, plan.Procs)
+		prog.Add(1)
+		go func() { defer prog.Done(); procsProgress(progCtx, out.Stderr, workloadCounts, &running, plan.Procs) }()
 	}
 
 	if plan.Storm != nil {
@@ -313,6 +317,7 @@ func runProcs(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 	}
 	wg.Wait()
 	stopProg()
+	prog.Wait()
 	for _, c := range children {
 		<-c.gone
 		c.stdin.Close()

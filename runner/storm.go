@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -84,8 +85,11 @@ func runStorm(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 	if samplerErr == nil {
 		sampler.Start()
 	}
+	// The live line ends (and clears) before the caller prints the summary.
+	var prog sync.WaitGroup
 	if out.Progress && IsTerminal(out.Stderr) && child == nil {
-		go stormProgress(runCtx, out.Stderr, storm, target)
+		prog.Add(1)
+		go func() { defer prog.Done(); stormProgress(runCtx, out.Stderr, storm, target) }()
 	}
 
 	if startErr != nil {
@@ -109,6 +113,7 @@ func runStorm(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 	rec.End = time.Now()
 	rec.Provenance.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	cancel()
+	prog.Wait()
 	if samplerErr == nil {
 		sr := sampler.Stop()
 		rec.Series, rec.Counters, rec.Peaks = sr.Series, sr.Counters, sr.Peaks

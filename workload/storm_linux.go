@@ -34,6 +34,7 @@ func ParseCloser(s string) (Closer, error) {
 	return 0, fmt.Errorf("unknown closer %q: want client, server or both", s)
 }
 
+// String is the --closer spelling, as records and summaries show it.
 func (c Closer) String() string {
 	switch c {
 	case CloserServer:
@@ -66,15 +67,20 @@ type StormConfig struct {
 	N int
 	// Rate paces the opening (connections per second); 0 opens as fast as
 	// the dialers go.
-	Rate    float64
-	Target  netip.AddrPort
+	Rate float64
+	// Target is where the connections go (the built-in StormTarget or an
+	// external server).
+	Target netip.AddrPort
+	// Sources are the local addresses the connections are spread over
+	// (IP_BIND_ADDRESS_NO_PORT); empty: the kernel chooses.
 	Sources []netip.Addr
 	// Scenario is one of those StormCloser accepts: client-halfclose
 	// (the target answers the FIN with ResponseSize bytes and closes),
 	// server-halfclose, simultaneous, close-wait-leak (the side receiving
 	// the FIN keeps CLOSE_WAIT for Hold before it closes).
 	Scenario Scenario
-	Closer   Closer
+	// Closer is the side that sends the FINs at the close time.
+	Closer Closer
 	// Hold is how long the connections stay open, from the end of the
 	// opening to the close time (unless Ready says otherwise), and how
 	// long close-wait-leak keeps CLOSE_WAIT.
@@ -179,11 +185,15 @@ func (st *Storm) Run(ctx context.Context) error {
 	stopDial := context.AfterFunc(ctx, func() { st.dialStop.Store(true) })
 	defer stopDial()
 
+	var untilStart time.Duration
 	if !cfg.StartAt.IsZero() {
-		if err := sleepCtx(ctx, time.Until(cfg.StartAt)); err != nil {
-			st.skipAll()
-			return err
-		}
+		untilStart = time.Until(cfg.StartAt)
+	}
+	// Also when ctx has already ended: the AfterFunc above sets dialStop
+	// on a goroutine of its own, perhaps after the first dials.
+	if err := sleepCtx(ctx, untilStart); err != nil {
+		st.skipAll()
+		return err
 	}
 	st.mu.Lock()
 	st.openStart = time.Now()

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type stormRun struct {
 // the close time.
 func runStorm(t *testing.T, n int, scen Scenario, closer Closer, mod func(*StormConfig)) stormRun {
 	t.Helper()
+	fds := openFDs(t)
 	sink := collector.NewLatencySink(1)
 	cfg := StormConfig{
 		N: n, Scenario: scen, Closer: closer, Hold: 300 * time.Millisecond,
@@ -73,7 +75,49 @@ over:
 	}
 	target.Close()
 	out.client, out.target = st.Counts(), target.Counts()
+	if left := openFDs(t) - fds; left > 0 {
+		t.Errorf("%d descriptors left open after the storm", left)
+	}
 	return out
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	// A pipe makes the runtime create its poller now (an epoll and an
+	// eventfd it keeps), not during the storm.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestFinDue(t *testing.T) {
+	const hour = int64(time.Hour)
+	for _, tc := range []struct {
+		name             string
+		at, window, i, n int64
+		want             int64
+	}{
+		{"first", 5, 100, 0, 10, 5},
+		{"middle", 5, 100, 3, 10, 35},
+		{"uneven", 0, 10, 1, 3, 3},
+		{"past the planned", 5, 100, 10, 10, 105},
+		{"no window", 7, 0, 3, 10, 7},
+		// window·i overflows int64: a day's window over 16M connections.
+		{"no overflow", 0, 24 * hour, maxTableConns - 1, maxTableConns, 24*hour - (24*hour+maxTableConns-1)/maxTableConns},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := finDue(tc.at, tc.window, tc.i, tc.n); got != tc.want {
+				t.Errorf("finDue(%d, %d, %d, %d) = %d, want %d", tc.at, tc.window, tc.i, tc.n, got, tc.want)
+			}
+		})
+	}
 }
 
 // peak is the most sockets of a side in state seen in any sample.
@@ -174,6 +218,7 @@ func TestStormPacedAndInterrupted(t *testing.T) {
 			}
 		})
 		t.Run("interrupted", func(t *testing.T) {
+			fds := openFDs(t)
 			sink := collector.NewLatencySink(1)
 			target, err := StartStormTarget(StormTargetConfig{
 				Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenario: ClientHalfClose,
@@ -201,6 +246,10 @@ func TestStormPacedAndInterrupted(t *testing.T) {
 			c := st.Counts()
 			if c.Opened != 300 || c.Failed != 300 || c.Errors[ErrOther] != 300 || c.Unaccounted != 0 {
 				t.Errorf("interrupted storm: %+v", c)
+			}
+			target.Close()
+			if left := openFDs(t) - fds; left > 0 {
+				t.Errorf("%d descriptors left open after the interrupted storm", left)
 			}
 		})
 		t.Run("refused", func(t *testing.T) {

@@ -105,8 +105,12 @@ type StormSideCounts struct {
 	// EOF was read) or Failed (a classified error); Unaccounted is the rest
 	// and must be zero once the storm is over.
 	Attempts, Opened, Closed, Failed, Unaccounted uint64
-	Errors                                        [NumErrorClasses]uint64
-	Received, Sent, Reset, LateStarts             uint64
+	// Errors counts dial and connection errors by class.
+	Errors [NumErrorClasses]uint64
+	// Received and Sent are payload bytes; Reset counts connections that
+	// ended in an RST; LateStarts dials that began over 1 ms after their
+	// paced time (--rate).
+	Received, Sent, Reset, LateStarts uint64
 	// Held is how many connections are open now, HoldPeak the most at once.
 	Held, HoldPeak uint64
 	// LastGone is when the last connection was closed (zero if none).
@@ -153,7 +157,7 @@ type side struct {
 	wg   sync.WaitGroup
 }
 
-// reapersFor is how many reapers a side runs: one per core, at least two.
+// reapersFor is how many reapers a side runs: n when given, else two.
 func reapersFor(n int) int {
 	if n > 0 {
 		return n
@@ -207,23 +211,24 @@ func (s *side) publish(i int, fd int, start int64) error {
 	r := i % len(s.epfd)
 	c.fd.Store(int32(fd))
 	c.start.Store(start)
-	s.live[r].Add(1)
-	h := s.c.held.Add(1)
-	for p := s.c.peak.Load(); h > p && !s.c.peak.CompareAndSwap(p, h); p = s.c.peak.Load() {
-	}
 	s.c.opened.Add(1)
-	c.state.Store(stOpen)
+	// Into epoll before the state says open: until then the reaper (its FIN
+	// schedule, readiness, a sweep) leaves the connection alone, so a
+	// failure here is undone by this goroutine only. An event that comes
+	// first is reported again (level-triggered).
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(i)}
 	if err := unix.EpollCtl(s.epfd[r], unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		// Not yet seen by the reaper: undo here.
-		c.state.Store(stDone)
 		rawClose(fd)
-		s.live[r].Add(-1)
-		s.c.held.Add(-1)
+		c.state.Store(stDone)
 		s.count(err)
 		s.c.failed.Add(1)
 		return err
 	}
+	s.live[r].Add(1)
+	h := s.c.held.Add(1)
+	for p := s.c.peak.Load(); h > p && !s.c.peak.CompareAndSwap(p, h); p = s.c.peak.Load() {
+	}
+	c.state.Store(stOpen)
 	return nil
 }
 
@@ -240,6 +245,19 @@ func (s *side) count(err error) {
 	if cl == ErrReset {
 		s.c.reset.Add(1)
 	}
+}
+
+// indexes is how many connection indexes are in use: a target hands out
+// one per accept, and those past the table's end were refused.
+func (s *side) indexes() int { return int(min(s.n.Load(), maxTableConns)) }
+
+// finDue is when connection i of n sends its FIN in a window starting at
+// at: at + window·i/n, computed without overflowing window·i.
+func finDue(at, window int64, i, n int64) int64 {
+	if i >= n {
+		return at + window
+	}
+	return at + window/n*i + window%n*i/n
 }
 
 // scheduleClose spreads the side's FINs over [at, at+window], over the n
@@ -287,14 +305,10 @@ func (s *side) reap(r int) {
 		if at := s.closeAt.Load(); s.closes && at != 0 {
 			n := s.closeN.Load()
 			for sent := 0; ; sent++ {
-				if int64(next) >= s.n.Load() {
+				if next >= s.indexes() {
 					break
 				}
-				due := at + s.window
-				if int64(next) < n {
-					due = at + s.window*int64(next)/n
-				}
-				if due > t {
+				if due := finDue(at, s.window, int64(next), n); due > t {
 					wait = min(wait, due-t)
 					break
 				}
@@ -376,7 +390,9 @@ func (s *side) onEOF(r, i int, c *sconn, rec *collector.LatencyRecorder) {
 		s.finish(r, c, rec)
 	case s.closes:
 		// Our FIN is still to come, on schedule; it finishes the
-		// connection.
+		// connection. Out of epoll until then: the pending EOF would
+		// wake this reaper on every wait.
+		_ = unix.EpollCtl(s.epfd[r], unix.EPOLL_CTL_DEL, int(c.fd.Load()), nil)
 	case s.leaks:
 		// CLOSE_WAIT for the leak: the holder closes it. Out of epoll
 		// first, or the pending EOF would wake this reaper forever.
@@ -453,7 +469,7 @@ func (s *side) fail(r int, c *sconn, err error) {
 // sweep ends every connection of reaper r still open with err.
 func (s *side) sweep(r int, err error, rec *collector.LatencyRecorder) {
 	R := len(s.epfd)
-	n := int(s.n.Load())
+	n := s.indexes()
 	for i := r; i < n; i += R {
 		if s.table.chunks[i/chunkSize].Load() == nil {
 			continue

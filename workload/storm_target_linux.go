@@ -16,7 +16,10 @@ import (
 // and keeps every connection (epoll, no thread per connection) and plays
 // the target's side of the storm's close.
 type StormTargetConfig struct {
-	Listen   netip.AddrPort
+	// Listen is the address to listen on; port 0 picks one (see Addr).
+	Listen netip.AddrPort
+	// Scenario and Closer are the storm's: they say which side sends the
+	// FINs and what the target does when the client's FIN comes.
 	Scenario Scenario
 	Closer   Closer
 	// Window spreads the target's FINs (closer server or both).
@@ -28,10 +31,15 @@ type StormTargetConfig struct {
 	// ReusePort lets the processes of a sharded storm share the port, the
 	// kernel spreading connections over their listeners.
 	ReusePort bool
-	Backlog   int
+	// Backlog is the listen backlog; 0: 4096, enough for an unpaced opening.
+	Backlog int
 	// Acceptors and Reapers default to 2 each.
 	Acceptors, Reapers int
 }
+
+// errTableFull is the error of connections a storm target refused because
+// its connection table was full.
+var errTableFull = errors.New("storm target: connection table full")
 
 // StormTarget is a running storm target.
 type StormTarget struct {
@@ -97,7 +105,7 @@ func (t *StormTarget) accept() {
 		i := int(s.n.Add(1) - 1)
 		if i >= maxTableConns {
 			rawClose(fd)
-			s.count(errors.New("storm target: connection table full"))
+			s.count(errTableFull)
 			return
 		}
 		_ = s.publish(i, fd, now())

@@ -3,11 +3,11 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"github.com/closeload/closeload/internal/buildtest"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,13 +97,7 @@ func BenchmarkIsolatedReexec(b *testing.B) {
 
 func BenchmarkIsolatedRun(b *testing.B) {
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "closeload")
-	_, self, _, _ := runtime.Caller(0)
-	build := exec.Command("go", "build", "-o", bin, "./cmd/closeload")
-	build.Dir = filepath.Join(filepath.Dir(self), "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildtest.Closeload(b)
 	var total time.Duration
 	i := 0
 	for b.Loop() {

@@ -6,11 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/closeload/closeload/internal/buildtest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,18 +109,6 @@ func inHost(ctx context.Context, ns, hostname, bin string, args ...string) *exec
 	script := `hostname "$1" && shift && exec "$@"`
 	full := append([]string{"netns", "exec", ns, "unshare", "--uts", "--", "sh", "-c", script, "sh", hostname, bin}, args...)
 	return exec.CommandContext(ctx, "ip", full...)
-}
-
-func buildCloseload(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "closeload")
-	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/closeload")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // serve runs `closeload serve` in the target namespace until stop, which
@@ -240,7 +228,7 @@ func TestMultiHostShards(t *testing.T) {
 		t.Skip("builds closeload and runs a sharded load across namespaces")
 	}
 	needNetns(t)
-	bin := buildCloseload(t)
+	bin := buildtest.Closeload(t)
 	targetNS, agentNS := network(t)
 	stopServe := serve(t, targetNS, bin)
 

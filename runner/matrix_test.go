@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/closeload/closeload/internal/buildtest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -397,26 +397,6 @@ func TestRunMatrixCancelled(t *testing.T) {
 	}
 }
 
-// buildCloseload builds the real binary into a directory every uid can
-// read, for end-to-end tests.
-func buildCloseload(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "closeload-matrix-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
-	bin := filepath.Join(dir, "closeload")
-	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/closeload")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestMatrixEndToEnd runs the issue's matrix with real `closeload run`
 // children (shortened): as this user, and as uid 65534 when root. The host's
 // /proc/sys must read the same before and after; every record must show
@@ -428,8 +408,16 @@ func TestMatrixEndToEnd(t *testing.T) {
 	if nstest.Inside() {
 		t.Skip("inside a test namespace")
 	}
-	bin := buildCloseload(t)
-	dir := filepath.Dir(bin)
+	bin := buildtest.Closeload(t)
+	// Results go where every uid of the test may write: uid 65534 runs too.
+	dir, err := os.MkdirTemp("", "closeload-matrix-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	host := sysctl.Snapshot("")
 	args := []string{"matrix", "--sysctl", "net.ipv4.tcp_tw_reuse=0,1", "--scenario", "client-halfclose",
 		"--duration", "1s", "--conns", "2", "--repeat", "2", "--interval", "250ms"}
@@ -566,7 +554,7 @@ func TestHostSysctlEndToEnd(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("host mode needs root")
 		}
-		bin := buildCloseload(t)
+		bin := buildtest.Closeload(t)
 		dir := t.TempDir()
 		before := sysctl.Snapshot("")
 		start := func(name string) (*exec.Cmd, string) {

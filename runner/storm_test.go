@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"github.com/closeload/closeload/internal/buildtest"
 	"io"
 	"os"
 	"path/filepath"
@@ -199,7 +200,7 @@ func TestProcsRun(t *testing.T) {
 		t.Skip("builds closeload")
 	}
 	nstest.Run(t, func(t *testing.T) {
-		bin := buildCloseload(t)
+		bin := buildtest.Closeload(t)
 		old := procsExe
 		t.Cleanup(func() { procsExe = old })
 

@@ -6,11 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/closeload/closeload/internal/buildtest"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,20 +19,6 @@ import (
 
 	"github.com/closeload/closeload/results"
 )
-
-// buildCloseload builds the real binary, as the image's build stage does.
-func buildCloseload(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "closeload")
-	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/closeload")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // runBin runs the binary to its end (bounded), returning its exit code and
 // output.
@@ -158,7 +144,7 @@ func TestManifestRunsAsShards(t *testing.T) {
 	pod := m.jobSpec.Template.Spec
 	c := only(t, "job", pod)
 	n := *m.jobSpec.Completions
-	bin := buildCloseload(t)
+	bin := buildtest.Closeload(t)
 	dir := t.TempDir()
 
 	t.Run("placeholders refused", func(t *testing.T) {

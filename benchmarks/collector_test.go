@@ -258,20 +258,7 @@ func BenchmarkCollectorCountStates(b *testing.B) {
 	for _, src := range []string{collector.SourceNetlink, collector.SourceProc} {
 		b.Run(src, func(b *testing.B) {
 			ns := sharedNS(b)
-			s, err := collector.OpenStateSource(ns.query(src))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			var c collector.Counts
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := startCPU()
-			for range b.N {
-				countOnce(b, s, &c)
-			}
-			b.StopTimer()
-			cpu.report(b)
+			c := timeCounts(b, ns.query(src))
 			b.ReportMetric(float64(c.Sockets()), "sockets")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(max(c.Sockets(), 1)), "ns/socket")
 		})
@@ -321,20 +308,7 @@ func BenchmarkCollectorCountPortFiltered(b *testing.B) {
 			if tc.isolated {
 				ns = isolatedNS(b)
 			}
-			s, err := collector.OpenStateSource(ns.query(tc.src, ns.port))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			var c collector.Counts
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := startCPU()
-			for range b.N {
-				countOnce(b, s, &c)
-			}
-			b.StopTimer()
-			cpu.report(b)
+			c := timeCounts(b, ns.query(tc.src, ns.port))
 			if n := c.Sockets(); n < benchMatching*9/10 || n > benchMatching+10 {
 				b.Fatalf("%d matching sockets, want about %d", n, benchMatching)
 			}
@@ -416,4 +390,25 @@ func (m cpuMeter) report(b *testing.B) {
 	n := float64(b.N)
 	b.ReportMetric(float64((u-m.u0).Microseconds())/1e3/n, "user-ms/op")
 	b.ReportMetric(float64((s-m.s0).Microseconds())/1e3/n, "sys-ms/op")
+}
+
+// timeCounts opens the source q names and counts with it b.N times, timed,
+// with CPU time reported; it returns the last count.
+func timeCounts(b *testing.B, q collector.StateQuery) collector.Counts {
+	b.Helper()
+	s, err := collector.OpenStateSource(q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var c collector.Counts
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for range b.N {
+		countOnce(b, s, &c)
+	}
+	b.StopTimer()
+	cpu.report(b)
+	return c
 }

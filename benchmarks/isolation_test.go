@@ -3,7 +3,7 @@ package benchmarks
 import (
 	"context"
 	"fmt"
-	"github.com/closeload/closeload/internal/buildtest"
+	"github.com/closeload/closeload/internal/binarytest"
 	"net"
 	"os"
 	"os/exec"
@@ -97,7 +97,7 @@ func BenchmarkIsolatedReexec(b *testing.B) {
 
 func BenchmarkIsolatedRun(b *testing.B) {
 	dir := b.TempDir()
-	bin := buildtest.Closeload(b)
+	bin := binarytest.Closeload(b)
 	var total time.Duration
 	i := 0
 	for b.Loop() {

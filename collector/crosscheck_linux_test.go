@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -121,18 +122,6 @@ func totals(m map[string]results.StateCount) map[string]uint64 {
 	return out
 }
 
-func sameTotals(a, b map[string]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // waitStates polls until the netlink count for q satisfies ok (bounded).
 func waitStates(t *testing.T, q StateQuery, ok func(map[string]results.StateCount) bool) map[string]results.StateCount {
 	t.Helper()
@@ -214,7 +203,7 @@ func TestSourcesAgree(t *testing.T) {
 		if !equalStates(pr, nl) {
 			t.Errorf("port %d: /proc %v\nsock_diag %v", p.port, pr, nl)
 		}
-		if ss := ssCounts(t, p.port); !sameTotals(ss, totals(nl)) {
+		if ss := ssCounts(t, p.port); !maps.Equal(ss, totals(nl)) {
 			t.Errorf("port %d: ss %v\nsock_diag %v", p.port, ss, totals(nl))
 		}
 
@@ -230,7 +219,7 @@ func TestSourcesAgree(t *testing.T) {
 		if !equalStates(all, allProc) {
 			t.Errorf("all sockets: /proc %v\nsock_diag %v", allProc, all)
 		}
-		if ss := ssCounts(t, 0); !sameTotals(ss, totals(all)) {
+		if ss := ssCounts(t, 0); !maps.Equal(ss, totals(all)) {
 			t.Errorf("all sockets: ss %v\nsock_diag %v", ss, totals(all))
 		}
 

@@ -1,12 +1,11 @@
 package deploy_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/closeload/closeload/internal/buildtest"
+	"github.com/closeload/closeload/internal/binarytest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -116,65 +114,8 @@ func inHost(ctx context.Context, ns, hostname, bin string, args ...string) *exec
 // if the test ends first.
 func serve(t *testing.T, ns, bin string) (stop func() string) {
 	t.Helper()
-	cmd := inHost(context.Background(), ns, "target", bin, "serve", "--listen", targetAddr+":"+targetPort, "--scenario", scenario)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var text strings.Builder
-	ready := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		once := false
-		for sc.Scan() {
-			mu.Lock()
-			text.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if !once && strings.HasPrefix(sc.Text(), "serving ") {
-				once = true
-				close(ready)
-			}
-		}
-	}()
-	waitExit := func() {
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = cmd.Wait()
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			waitExit()
-		}
-	})
-	select {
-	case <-ready:
-	case <-done:
-		t.Fatalf("closeload serve ended: %s", stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("closeload serve did not start listening within 10s")
-	}
-	return func() string {
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		waitExit()
-		mu.Lock()
-		defer mu.Unlock()
-		return text.String() + stderr.String()
-	}
+	_, stop = binarytest.Serve(t, inHost(context.Background(), ns, "target", bin, "serve", "--listen", targetAddr+":"+targetPort, "--scenario", scenario))
+	return stop
 }
 
 // served parses serve's closing line for the scenario.
@@ -228,7 +169,7 @@ func TestMultiHostShards(t *testing.T) {
 		t.Skip("builds closeload and runs a sharded load across namespaces")
 	}
 	needNetns(t)
-	bin := buildtest.Closeload(t)
+	bin := binarytest.Closeload(t)
 	targetNS, agentNS := network(t)
 	stopServe := serve(t, targetNS, bin)
 

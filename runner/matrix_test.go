@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/closeload/closeload/internal/buildtest"
+	"github.com/closeload/closeload/internal/binarytest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,7 +408,7 @@ func TestMatrixEndToEnd(t *testing.T) {
 	if nstest.Inside() {
 		t.Skip("inside a test namespace")
 	}
-	bin := buildtest.Closeload(t)
+	bin := binarytest.Closeload(t)
 	// Results go where every uid of the test may write: uid 65534 runs too.
 	dir, err := os.MkdirTemp("", "closeload-matrix-e2e")
 	if err != nil {
@@ -554,7 +554,7 @@ func TestHostSysctlEndToEnd(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("host mode needs root")
 		}
-		bin := buildtest.Closeload(t)
+		bin := binarytest.Closeload(t)
 		dir := t.TempDir()
 		before := sysctl.Snapshot("")
 		start := func(name string) (*exec.Cmd, string) {

@@ -345,10 +345,7 @@ func runProcs(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 		}
 		recs = append(recs, r)
 	}
-	var sr collector.SamplerResult
-	if samplerErr == nil {
-		sr = sampler.Stop()
-	}
+	sr := stopSampling(sampler, samplerErr)
 	if usageErr != "" && len(recs) == 0 {
 		return nil, usage("--procs: the shards rejected their flags: %s", usageErr)
 	}
@@ -375,13 +372,7 @@ func runProcs(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 		cfg.Conns, cfg.Rate, cfg.Cycles = s.Conns, s.Rate, s.Cycles
 	}
 	final.Config = cfg
-	if samplerErr == nil {
-		h := sr.Health
-		final.Series, final.Counters, final.Peaks, final.Collector = sr.Series, sr.Counters, sr.Peaks, &h
-	} else {
-		final.Series, final.Counters, final.Peaks = nil, nil, nil
-		final.Collector = &results.CollectorHealth{Errors: []string{samplerErr.Error()}}
-	}
+	applySampling(&final, sr, samplerErr)
 	var dropped int64
 	for _, r := range recs {
 		if r.Collector != nil {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/workload"
@@ -22,22 +23,15 @@ func fillScenarios(rec *results.Run, plan *Plan, pool *workload.Pool, target *wo
 			Errors:   errorsOf(c, func(k workload.ErrorClass) string { return pool.Example(i, k) }),
 			Bytes:    results.Bytes{Sent: c.Sent, Received: c.Received, Verified: c.Verified},
 			Observed: results.Observed{EOF: c.EOF, Reset: c.Reset, LostResponses: c.Lost},
-			Phases:   map[string]results.Phase{},
 		}
 		if secs > 0 {
 			sr.Rate = float64(c.Cycles) / secs
 		}
-		for p := range collector.NumPhases {
-			h := hists[i][p]
-			if h.TotalCount() == 0 {
-				continue
-			}
-			ph, err := results.Summarize(h)
-			if err != nil {
-				return err
-			}
-			sr.Phases[collector.PhaseNames[p]] = ph
+		phases, err := phasesOf(hists[i])
+		if err != nil {
+			return err
 		}
+		sr.Phases = phases
 		if target != nil {
 			tc := target.Counts(e.Scenario)
 			sr.Target = &results.TargetSide{
@@ -85,4 +79,41 @@ func errorsOf(c workload.Counts, example func(workload.ErrorClass) string) map[s
 		m[cl.String()] = results.ErrorCount{Count: n, Example: example(cl)}
 	}
 	return m
+}
+
+// stopSampling stops the sampler, when it started, and returns what it saw.
+func stopSampling(s *collector.Sampler, startErr error) collector.SamplerResult {
+	if startErr != nil {
+		return collector.SamplerResult{}
+	}
+	return s.Stop()
+}
+
+// applySampling puts the sampler's view into rec: the series, counter
+// deltas, peaks and the collector's health, or why there is none.
+func applySampling(rec *results.Run, sr collector.SamplerResult, startErr error) {
+	if startErr != nil {
+		rec.Series, rec.Counters, rec.Peaks = nil, nil, nil
+		rec.Collector = &results.CollectorHealth{Errors: []string{startErr.Error()}}
+		return
+	}
+	h := sr.Health
+	rec.Series, rec.Counters, rec.Peaks, rec.Collector = sr.Series, sr.Counters, sr.Peaks, &h
+}
+
+// phasesOf summarizes one scenario's phase histograms for the record;
+// phases the scenario never had are left out.
+func phasesOf(hs [collector.NumPhases]*hdrhistogram.Histogram) (map[string]results.Phase, error) {
+	out := map[string]results.Phase{}
+	for p, h := range hs {
+		if h.TotalCount() == 0 {
+			continue
+		}
+		ph, err := results.Summarize(h)
+		if err != nil {
+			return nil, err
+		}
+		out[collector.PhaseNames[p]] = ph
+	}
+	return out, nil
 }

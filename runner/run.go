@@ -225,14 +225,7 @@ func runHere(ctx context.Context, plan *Plan, as []sysctl.Assignment, out Output
 	bg.Wait()
 	hl.stop()
 
-	if samplerErr == nil {
-		sr := sampler.Stop()
-		rec.Series, rec.Counters, rec.Peaks = sr.Series, sr.Counters, sr.Peaks
-		h := sr.Health
-		rec.Collector = &h
-	} else {
-		rec.Collector = &results.CollectorHealth{Errors: []string{samplerErr.Error()}}
-	}
+	applySampling(rec, stopSampling(sampler, samplerErr), samplerErr)
 	if target != nil {
 		target.Close()
 	}

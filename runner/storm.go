@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"github.com/closeload/closeload/internal/ctxtime"
 	"io"
 	"runtime"
 	"sync"
@@ -103,7 +104,7 @@ func runStorm(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 	// The target's last connections end just after the client's (or, in a
 	// sharded storm, with other shards' clients): wait for them.
 	for target != nil && runErr == nil && target.Live() > 0 && time.Now().Before(deadline) {
-		if sleepErr := sleepCtx(ctx, 10*time.Millisecond); sleepErr != nil {
+		if sleepErr := ctxtime.Sleep(ctx, 10*time.Millisecond); sleepErr != nil {
 			runErr = sleepErr
 		}
 	}
@@ -114,14 +115,7 @@ func runStorm(ctx context.Context, plan *Plan, rec *results.Run, as []sysctl.Ass
 	rec.Provenance.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	cancel()
 	prog.Wait()
-	if samplerErr == nil {
-		sr := sampler.Stop()
-		rec.Series, rec.Counters, rec.Peaks = sr.Series, sr.Counters, sr.Peaks
-		h := sr.Health
-		rec.Collector = &h
-	} else {
-		rec.Collector = &results.CollectorHealth{Errors: []string{samplerErr.Error()}}
-	}
+	applySampling(rec, stopSampling(sampler, samplerErr), samplerErr)
 	rec.Sysctls.After = sysctl.SnapshotWith("/proc", as)
 	switch {
 	case runErr != nil && ctx.Err() != nil:
@@ -158,18 +152,6 @@ func samplerCPU(plan *Plan) float64 {
 	return 0
 }
 
-// sleepCtx sleeps for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // stormConfig records the storm's configuration.
 func stormConfig(plan *Plan, c *results.Config) {
 	sp := plan.Storm
@@ -199,18 +181,12 @@ func fillStorm(rec *results.Run, plan *Plan, storm *workload.Storm, target *work
 		Errors:   errorsOf(workload.Counts{Errors: c.Errors}, storm.Example),
 		Bytes:    results.Bytes{Received: c.Received, Sent: c.Sent},
 		Observed: results.Observed{EOF: c.Closed, Reset: c.Reset},
-		Phases:   map[string]results.Phase{},
 	}
-	for p, h := range sink.Totals()[0] {
-		if h.TotalCount() == 0 {
-			continue
-		}
-		ph, err := results.Summarize(h)
-		if err != nil {
-			return err
-		}
-		sr.Phases[collector.PhaseNames[p]] = ph
+	phases, err := phasesOf(sink.Totals()[0])
+	if err != nil {
+		return err
 	}
+	sr.Phases = phases
 	if target != nil {
 		tc := target.Counts()
 		sr.Target = &results.TargetSide{

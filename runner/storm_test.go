@@ -3,7 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
-	"github.com/closeload/closeload/internal/buildtest"
+	"github.com/closeload/closeload/internal/binarytest"
 	"io"
 	"os"
 	"path/filepath"
@@ -200,7 +200,7 @@ func TestProcsRun(t *testing.T) {
 		t.Skip("builds closeload")
 	}
 	nstest.Run(t, func(t *testing.T) {
-		bin := buildtest.Closeload(t)
+		bin := binarytest.Closeload(t)
 		old := procsExe
 		t.Cleanup(func() { procsExe = old })
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -180,7 +181,7 @@ func TestIsolatedCommand(t *testing.T) {
 		t.Errorf("child says isolated=%v mode=%q, want %q", r.Isolated, r.Mode, wantMode)
 	}
 	checkVariantInEffect(t, r)
-	if after := sysctl.Snapshot(""); !equal(host, after) {
+	if after := sysctl.Snapshot(""); !maps.Equal(host, after) {
 		t.Errorf("host /proc/sys changed:\nbefore %v\nafter  %v", host, after)
 	}
 }
@@ -227,7 +228,7 @@ func TestIsolatedUnprivileged(t *testing.T) {
 		t.Errorf("uid inside the user namespace = %d, want 0 (mapped from %d)", r.Uid, nobody)
 	}
 	checkVariantInEffect(t, r)
-	if after := sysctl.Snapshot(""); !equal(host, after) {
+	if after := sysctl.Snapshot(""); !maps.Equal(host, after) {
 		t.Errorf("host /proc/sys changed:\nbefore %v\nafter  %v", host, after)
 	}
 }
@@ -282,18 +283,6 @@ func copyExecutable(t *testing.T) string {
 	return dst
 }
 
-func equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // TestRegistryScopes checks the registry's scopes against this kernel from
 // inside a fresh namespace: per-namespace keys are present and writable
 // there, global keys absent or read-only. Only access is checked; nothing
@@ -331,7 +320,7 @@ func TestApplyRollbackKernel(t *testing.T) {
 		if !errors.Is(err, sysctl.ErrRefused) || !strings.Contains(err.Error(), "ip_unprivileged_port_start") {
 			t.Fatalf("err = %v, want ErrRefused explaining the port range", err)
 		}
-		if after := sysctl.Snapshot(""); !equal(before, after) {
+		if after := sysctl.Snapshot(""); !maps.Equal(before, after) {
 			t.Errorf("partial change:\nbefore %v\nafter  %v", before, after)
 		}
 	})
@@ -350,7 +339,7 @@ func TestApplyRollbackChanged(t *testing.T) {
 		if !errors.Is(err, sysctl.ErrRefused) || !strings.Contains(err.Error(), "reads back") {
 			t.Fatalf("err = %v, want ErrRefused saying the value reads back differently", err)
 		}
-		if after := sysctl.Snapshot(""); !equal(before, after) {
+		if after := sysctl.Snapshot(""); !maps.Equal(before, after) {
 			t.Errorf("partial change:\nbefore %v\nafter  %v", before, after)
 		}
 	})
@@ -396,7 +385,7 @@ func checkApplied(t *testing.T, want bool, before map[string]string) {
 	t.Helper()
 	now := sysctl.Snapshot("")
 	if !want {
-		if !equal(before, now) {
+		if !maps.Equal(before, now) {
 			t.Errorf("not restored:\nbefore %v\nnow    %v", before, now)
 		}
 		return

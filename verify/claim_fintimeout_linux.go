@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"github.com/closeload/closeload/internal/ctxtime"
 	"math"
 	"net"
 	"strings"
@@ -123,7 +124,7 @@ func runFinTimeoutFinWait2(ctx context.Context, env *Env) Result {
 		}
 		return goneAfter >= 0
 	})
-	if err := sleep(ctx, time.Until(t0.Add(finTimeout*2500*time.Millisecond))); err != nil {
+	if err := ctxtime.Sleep(ctx, time.Until(t0.Add(finTimeout*2500*time.Millisecond))); err != nil {
 		return failed(r, err)
 	}
 	watched := time.Since(t0).Seconds()
@@ -265,7 +266,7 @@ func runFinTimeoutTimeWait(ctx context.Context, env *Env) Result {
 	if err != nil {
 		return failed(r, err)
 	}
-	if err := sleep(ctx, finTimeout*time.Second+1500*time.Millisecond); err != nil {
+	if err := ctxtime.Sleep(ctx, finTimeout*time.Second+1500*time.Millisecond); err != nil {
 		return failed(r, err)
 	}
 	t1 := time.Now()

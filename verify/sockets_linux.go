@@ -154,18 +154,6 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
 	}
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // side selects the sockets of one end of the experiment's connections.
 type side func(Socket) bool
 

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"fmt"
+	"github.com/closeload/closeload/internal/ctxtime"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -191,7 +192,7 @@ func (st *Storm) Run(ctx context.Context) error {
 	}
 	// Also when ctx has already ended: the AfterFunc above sets dialStop
 	// on a goroutine of its own, perhaps after the first dials.
-	if err := sleepCtx(ctx, untilStart); err != nil {
+	if err := ctxtime.Sleep(ctx, untilStart); err != nil {
 		st.skipAll()
 		return err
 	}
@@ -240,26 +241,11 @@ func (st *Storm) Run(ctx context.Context) error {
 	}
 	// Leaking connections are the holder's: wait for their leak to end.
 	for s.holder != nil && s.holder.held() > 0 && time.Now().Before(deadline) {
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+		if err := ctxtime.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// sleepCtx sleeps for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // skipAll marks every connection as never opened (stopped before dialing).

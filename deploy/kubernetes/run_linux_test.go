@@ -1,19 +1,17 @@
 package kubernetes_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/closeload/closeload/internal/buildtest"
+	"github.com/closeload/closeload/internal/binarytest"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,65 +54,7 @@ func execBin(bin string, args []string) (int, string, error) {
 // what it printed. Cleanup kills it, by its PID, if the test did not stop it.
 func startServe(t *testing.T, bin, scenario string) (string, func() string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--scenario", scenario)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var mu sync.Mutex
-	var text strings.Builder
-	addr := make(chan string, 1)
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			mu.Lock()
-			text.WriteString(line + "\n")
-			mu.Unlock()
-			if a, ok := strings.CutPrefix(line, "serving "+scenario+" on "); ok {
-				addr <- a
-			}
-		}
-	}()
-	stopped := false
-	wait := func() {
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = cmd.Wait()
-	}
-	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			wait()
-		}
-	})
-	select {
-	case a := <-addr:
-		return a, func() string {
-			stopped = true
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			wait()
-			mu.Lock()
-			defer mu.Unlock()
-			return text.String()
-		}
-	case <-done:
-		t.Fatalf("closeload serve ended: %s", stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("closeload serve did not say where it listens within 10s")
-	}
-	return "", nil
+	return binarytest.Serve(t, exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--scenario", scenario))
 }
 
 // closedPort returns a loopback address nothing listens on.
@@ -144,7 +84,7 @@ func TestManifestRunsAsShards(t *testing.T) {
 	pod := m.jobSpec.Template.Spec
 	c := only(t, "job", pod)
 	n := *m.jobSpec.Completions
-	bin := buildtest.Closeload(t)
+	bin := binarytest.Closeload(t)
 	dir := t.TempDir()
 
 	t.Run("placeholders refused", func(t *testing.T) {

@@ -1,9 +1,10 @@
-// Package buildtest builds the closeload binary for tests that need a
-// process of their own: end-to-end runs, signals, re-execution into
-// namespaces, other uids. One helper, so every such test builds it the same
-// way: statically (as the container image does) into a directory every uid
-// can read (unprivileged-isolation tests run it as uid 65534).
-package buildtest
+// Package binarytest builds and runs the closeload binary for tests that
+// need a process of their own: end-to-end runs, signals, re-execution into
+// namespaces, other uids, other "hosts". One package, so every such test
+// builds it the same way: statically (as the container image does) into a
+// directory every uid can read (unprivileged-isolation tests run it as uid
+// 65534); and starts and stops `closeload serve` the same way.
+package binarytest
 
 import (
 	"os"

@@ -217,6 +217,7 @@ func mergeScenarios(shards []*Run) ([]ScenarioResult, error) {
 			m.Cycles += sc.Cycles
 			m.Rate += sc.Rate
 			m.Attempts += sc.Attempts
+			m.Unfinished = addCounts(m.Unfinished, sc.Unfinished)
 			m.LateStarts += sc.LateStarts
 			m.Errors = mergeErrors(m.Errors, sc.Errors)
 			m.Bytes = addBytes(m.Bytes, sc.Bytes)
@@ -294,6 +295,7 @@ func mergeTotals(shards []*Run) Totals {
 	for _, s := range shards {
 		t.Cycles += s.Totals.Cycles
 		t.Attempts += s.Totals.Attempts
+		t.Unfinished = addCounts(t.Unfinished, s.Totals.Unfinished)
 		t.Rate += s.Totals.Rate
 		t.LateStarts += s.Totals.LateStarts
 		t.Errors = mergeErrors(t.Errors, s.Totals.Errors)
@@ -585,6 +587,7 @@ func mergeCollector(shards []*Run) *CollectorHealth {
 			out.Errors = append(out.Errors, fmt.Sprintf("shard %d: %s", s.Shard.Index, e))
 		}
 		out.ParseErrors += c.ParseErrors
+		out.DroppedLatencies += c.DroppedLatencies
 		if out.FallbackReason == "" {
 			out.FallbackReason = c.FallbackReason
 		}
@@ -631,4 +634,15 @@ func mergeStorm(shards []*Run) *StormResult {
 		}
 	}
 	return out
+}
+
+// addCounts adds src's counts into dst, keyed by name.
+func addCounts(dst, src map[string]uint64) map[string]uint64 {
+	for k, v := range src {
+		if dst == nil {
+			dst = map[string]uint64{}
+		}
+		dst[k] += v
+	}
+	return dst
 }

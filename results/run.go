@@ -51,6 +51,15 @@ type Run struct {
 	Collector *CollectorHealth `json:"collector,omitempty"`
 	// Storm is set for storm-shaped runs.
 	Storm *StormResult `json:"storm,omitempty"`
+	// Verdict says whether the run did its work and its thresholds held.
+	Verdict *Verdict `json:"verdict,omitempty"`
+	// Census is what the run found before it started, in a namespace it
+	// shared with earlier activity; nil in a fresh namespace.
+	Census *Census `json:"census,omitempty"`
+	// Notes are remarks about how the run was made that a reader of its
+	// figures needs: a fallback to the host namespace, what earlier runs
+	// left on the host.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Shard says which slice of a run a record holds, so a merge can tell when
@@ -130,8 +139,12 @@ type ScenarioResult struct {
 	Cycles uint64 `json:"cycles"`
 	// Rate is Cycles per measured second.
 	Rate float64 `json:"rate"`
-	// Attempts counts every started connection (Cycles + failed ones).
+	// Attempts counts every started connection: Cycles + errors +
+	// unfinished.
 	Attempts uint64 `json:"attempts"`
+	// Unfinished counts connections still in flight when the run stopped,
+	// by the phase they were in (connect, first_byte, drain, held).
+	Unfinished map[string]uint64 `json:"unfinished,omitempty"`
 	// LateStarts counts open-loop arrivals that started after their intended
 	// time because every worker was busy (coordinated omission made visible).
 	LateStarts uint64 `json:"late_starts,omitempty"`
@@ -206,6 +219,7 @@ type Phase struct {
 type Totals struct {
 	Cycles     uint64                `json:"cycles"`
 	Attempts   uint64                `json:"attempts"`
+	Unfinished map[string]uint64     `json:"unfinished,omitempty"`
 	Rate       float64               `json:"rate"`
 	LateStarts uint64                `json:"late_starts,omitempty"`
 	Errors     map[string]ErrorCount `json:"errors,omitempty"`

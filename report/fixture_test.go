@@ -199,7 +199,6 @@ func buildRun(t testing.TB, m runModel, seed uint64) *results.Run {
 	return r
 }
 
-
 func sortStrings(s []string) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {

@@ -127,6 +127,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{syscall.ECONNREFUSED, ErrRefused},
 		{syscall.ECONNRESET, ErrReset},
+		{syscall.ENOTCONN, ErrReset},
 		{syscall.EAGAIN, ErrTimeout},
 		{syscall.ETIMEDOUT, ErrTimeout},
 		{syscall.EADDRNOTAVAIL, ErrAddrNotAvailable},

@@ -97,8 +97,8 @@ type sideCounts struct {
 	// unfinished counts connections a stop ended, by phase.
 	unfinished [NumStopPhases]atomic.Uint64
 	held       atomic.Int64
-	peak     atomic.Int64
-	lastGone atomic.Int64 // now() clock of the last close
+	peak       atomic.Int64
+	lastGone   atomic.Int64 // now() clock of the last close
 }
 
 // StormSideCounts is a snapshot of one side's counters.

@@ -193,6 +193,26 @@ func TestUnfinishedAtStop(t *testing.T) {
 				t.Errorf("window %v of a %v run: the grace period is in it", end.Sub(start), elapsed)
 			}
 		})
+		// The warm-up is subtracted exactly: connections ending in it
+		// leave every figure, those spanning its end stay whole.
+		t.Run("warm-up", func(t *testing.T) {
+			srv := startServer(t, "127.0.0.1:0", func(c *net.TCPConn) {
+				drainConn(c)
+				_, _ = c.Write(make([]byte, 100))
+			})
+			p := poolAgainst(t, ClientHalfClose, srv.addr(), func(c *Config) {
+				c.Warmup, c.Duration = 200*time.Millisecond, 300*time.Millisecond
+				c.Sources = DefaultSources(netip.MustParseAddr("127.0.0.1"))[:8]
+			})
+			if err := p.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			c, live := p.Total(), p.LiveTotal()
+			accounted(t, "measured", c)
+			accounted(t, "live", live)
+			atLeast(t, "measured cycles", c.Cycles, 1)
+			atLeast(t, "warm-up cycles", live.Cycles-c.Cycles, 1)
+		})
 		// The built-in target counts what it was serving when closed.
 		t.Run("target-closed-mid-request", func(t *testing.T) {
 			target, err := StartTarget(TargetConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"),

@@ -33,3 +33,20 @@ func (p StopPhase) String() string { return StopPhaseNames[p] }
 const phaseIdle uint32 = 0
 
 func phaseOf(p StopPhase) uint32 { return uint32(p) + 1 }
+
+// UnfinishedMap turns counts by phase into the record's form (phase name
+// to count), leaving out zeros; nil when nothing was unfinished, so that
+// records without unfinished connections carry no field.
+func UnfinishedMap(u [NumStopPhases]uint64) map[string]uint64 {
+	var m map[string]uint64
+	for p, n := range u {
+		if n == 0 {
+			continue
+		}
+		if m == nil {
+			m = map[string]uint64{}
+		}
+		m[StopPhaseNames[p]] = n
+	}
+	return m
+}

@@ -142,6 +142,35 @@ func TestUnfinishedAtStop(t *testing.T) {
 				t.Errorf("grace spent %v, want the whole grace period (a forced stop)", g)
 			}
 		})
+		// A second interrupt: Abort cuts the grace period short, and the
+		// connections it cut are unfinished.
+		t.Run("abort-grace", func(t *testing.T) {
+			srv := startServer(t, "127.0.0.1:0", func(c *net.TCPConn) { drainConn(c) })
+			p := poolAgainst(t, FullClose, srv.addr(), func(c *Config) {
+				c.Duration, c.ResponseSize, c.Grace = time.Hour, 0, time.Hour
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			for i := 0; i < 500 && p.LiveTotal().Attempts < 4; i++ {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			p.Abort()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Run: %v, want context.Canceled", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run still waits out the grace period after Abort")
+			}
+			c := p.Total()
+			accounted(t, "client", c)
+			if c.Unfinished[StopFirstByte] != 4 {
+				t.Errorf("unfinished %v, want 4 in first_byte", c.Unfinished)
+			}
+		})
 		// The same server, waiting for the FIN before it answers at all.
 		t.Run("asyncio-first-byte", func(t *testing.T) {
 			srv := startServer(t, "127.0.0.1:0", func(c *net.TCPConn) { drainConn(c) })

@@ -98,6 +98,8 @@ type Pool struct {
 	holderCap    int
 	stop         atomic.Bool
 	faulted      chan struct{} // closed when fault is set
+	abort        chan struct{} // closed by Abort
+	abortOnce    sync.Once
 	fault        *FaultError
 	mu           sync.Mutex
 	warmupEnd    int64 // now() clock; connections ending before it are warm-up
@@ -132,7 +134,7 @@ func NewPool(cfg Config, sink *collector.LatencySink) (*Pool, error) {
 	if cfg.StallTimeout == 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
-	p := &Pool{cfg: cfg, sink: sink, client: clientHalves, pattern: makePattern(), faulted: make(chan struct{})}
+	p := &Pool{cfg: cfg, sink: sink, client: clientHalves, pattern: makePattern(), faulted: make(chan struct{}), abort: make(chan struct{})}
 	p.request = cfg.Request
 	if p.request == nil {
 		p.request = makeResponse(cfg.RequestSize)
@@ -239,9 +241,14 @@ func (p *Pool) Run(ctx context.Context) error {
 		// end of their hold, and workers waiting for room are released.
 		p.clientHolder.stop()
 	}
+	grace := time.NewTimer(p.cfg.Grace)
+	defer grace.Stop()
 	select {
 	case <-done:
-	case <-time.After(p.cfg.Grace):
+	case <-grace.C:
+		p.forceStop()
+		<-done
+	case <-p.abort:
 		p.forceStop()
 		<-done
 	}
@@ -256,6 +263,12 @@ func (p *Pool) Run(ctx context.Context) error {
 
 // Stop asks the pool to start no further connection.
 func (p *Pool) Stop() { p.stop.Store(true) }
+
+// Abort ends the grace period at once (a second interrupt): connections
+// still in flight are shut down and counted unfinished, and Run returns
+// as soon as the workers have. Before the stop it only marks the grace
+// period as over; it does not stop the run by itself.
+func (p *Pool) Abort() { p.abortOnce.Do(func() { close(p.abort) }) }
 
 // watchdog bounds every connection by --timeout: a worker publishes its
 // deadline, and a connection past it is shut down, which wakes the worker

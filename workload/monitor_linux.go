@@ -68,7 +68,9 @@ func (p *Pool) monitor(done <-chan struct{}) {
 			faultAt = t
 		}
 		last = c
-		if stopped || p.cfg.StallTimeout < 0 || completed {
+		// Once stopped (by the deadline, ctx or a fault), the grace
+		// period's silence is no fault.
+		if stopped || p.cfg.StallTimeout < 0 || completed || p.stop.Load() {
 			continue
 		}
 		stall := time.Duration(t - progressAt)

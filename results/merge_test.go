@@ -404,7 +404,7 @@ func TestMergeUnfinished(t *testing.T) {
 		t.Fatal(err, missing)
 	}
 	sc := m.Scenarios[0]
-	if sc.Unfinished["drain"] != 5 || sc.Attempts != sc.Cycles+sc.Unfinished["drain"] {
+	if sc.Unfinished["drain"] != 5 || !sc.Accounted() || !m.Totals.Accounted() {
 		t.Errorf("scenario: attempts %d cycles %d unfinished %v", sc.Attempts, sc.Cycles, sc.Unfinished)
 	}
 	if m.Totals.Unfinished["drain"] != 5 || m.Totals.TargetHoldWaits == nil || m.Totals.TargetHoldWaits.Count != 2 {
@@ -415,5 +415,14 @@ func TestMergeUnfinished(t *testing.T) {
 	}
 	if m.Totals.ClientHoldWaits != nil {
 		t.Errorf("client hold waits %+v from shards without any", m.Totals.ClientHoldWaits)
+	}
+	lost := m.Scenarios[0]
+	lost.Unfinished = nil
+	if lost.Accounted() {
+		t.Errorf("attempts %d cycles %d without unfinished counted as accounted", lost.Attempts, lost.Cycles)
+	}
+	withErrors := ScenarioResult{Attempts: 5, Cycles: 2, Errors: map[string]ErrorCount{"reset": {Count: 3}}}
+	if !withErrors.Accounted() {
+		t.Errorf("%+v: errors not counted", withErrors)
 	}
 }

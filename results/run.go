@@ -271,3 +271,32 @@ type StormResult struct {
 	// connection gone, in nanoseconds.
 	TimeToLastClose int64 `json:"time_to_last_close_ns"`
 }
+
+// Accounted reports whether every connection the scenario started ended in
+// exactly one place: Attempts = Cycles + errors + Unfinished. Records made
+// before unfinished connections were counted may fail it after a forced
+// stop.
+func (s *ScenarioResult) Accounted() bool {
+	return s.Attempts == s.Cycles+errorSum(s.Errors)+unfinishedSum(s.Unfinished)
+}
+
+// Accounted is ScenarioResult.Accounted for the sums of a run.
+func (t *Totals) Accounted() bool {
+	return t.Attempts == t.Cycles+errorSum(t.Errors)+unfinishedSum(t.Unfinished)
+}
+
+func errorSum(m map[string]ErrorCount) uint64 {
+	var n uint64
+	for _, e := range m {
+		n += e.Count
+	}
+	return n
+}
+
+func unfinishedSum(m map[string]uint64) uint64 {
+	var n uint64
+	for _, u := range m {
+		n += u
+	}
+	return n
+}

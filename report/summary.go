@@ -46,7 +46,11 @@ func WriteRunSummary(w io.Writer, r *results.Run) {
 }
 
 func writeHeader(w io.Writer, r *results.Run) {
-	fmt.Fprintf(w, "run %s  %.1fs measured\n", r.ID, r.MeasuredSeconds)
+	grace := ""
+	if r.GraceSeconds > 0.05 {
+		grace = fmt.Sprintf(" (then %.1fs of grace for connections in flight)", r.GraceSeconds)
+	}
+	fmt.Fprintf(w, "run %s  %.1fs measured%s\n", r.ID, r.MeasuredSeconds, grace)
 	target := "built-in target"
 	if !r.Config.BuiltinTarget {
 		target = "target " + r.Config.Target
@@ -169,6 +173,19 @@ func writeLimits(w io.Writer, r *results.Run) {
 	}
 	if n := deltas["TcpExt.ListenOverflows"] + deltas["TcpExt.ListenDrops"]; n > 0 {
 		lines = append(lines, fmt.Sprintf("back-pressure: the listen queue overflowed (ListenOverflows %d, ListenDrops %d): the target accepts slower than connections arrive", deltas["TcpExt.ListenOverflows"], deltas["TcpExt.ListenDrops"]))
+	}
+	if hw := r.Totals.TargetHoldWaits; hw != nil && hw.Count > 0 {
+		lines = append(lines, fmt.Sprintf("back-pressure: the built-in target's holder was full %d times (waited %s in all): it holds as many connections as its descriptors allow, and new ones queued in SYN_SENT", hw.Count, ns(hw.WaitedNs)))
+	}
+	if hw := r.Totals.ClientHoldWaits; hw != nil && hw.Count > 0 {
+		lines = append(lines, fmt.Sprintf("back-pressure: the client's holder was full %d times (waited %s in all): the descriptor limit paced the run", hw.Count, ns(hw.WaitedNs)))
+	}
+	for _, o := range r.Outages {
+		end := "still refusing at the stop"
+		if !o.End.IsZero() {
+			end = fmt.Sprintf("until %s (%s)", o.End.Format("15:04:05.000"), ns(int64(o.End.Sub(o.Start))))
+		}
+		lines = append(lines, fmt.Sprintf("outage: the target refused %d connections from %s %s", o.Refused, o.Start.Format("15:04:05.000"), end))
 	}
 	if p := r.Peaks["SYN_SENT"].Total; p > 0 && c.Conns > 0 && p >= uint64(c.Conns)/2 {
 		lines = append(lines, fmt.Sprintf("back-pressure: up to %d connections waited in SYN_SENT for the target to answer", p))

@@ -27,8 +27,11 @@ type Output struct {
 // external one), the storm, and the supervisor of several processes.
 type engine interface {
 	// start opens what the load needs before the clock starts: the
-	// built-in target, or a probe of the external one; children.
+	// built-in target, the workers, the children.
 	start(ctx context.Context) error
+	// probe makes one connection to the target, so one that is not there
+	// is reported at once, as itself.
+	probe() error
 	// ports are the target's ports, whose sockets are the run's.
 	ports() []uint16
 	// samplerCPU is the share of a core the state counts may use (0: the

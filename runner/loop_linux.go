@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -22,7 +23,6 @@ type loopEngine struct {
 	sink    *collector.LatencySink
 	pool    *workload.Pool
 	hl      *hlogRecorder
-	refused error
 	last    uint64 // cycles at the previous live line
 	closed  sync.Once
 }
@@ -54,15 +54,13 @@ func (e *loopEngine) start(ctx context.Context) error {
 			e.targets[i] = p.Target
 		}
 	}
-	if err := probe(e.targets[0], p.Timeout); err != nil {
-		return err
-	}
 	e.sink = collector.NewLatencySink(len(p.Mix.Entries))
 	pool, err := workload.NewPool(workload.Config{
 		Mix: p.Mix, Targets: e.targets, Sources: p.Sources, Conns: p.Conns,
 		Rate: p.Rate, Arrival: p.Arrival, Duration: p.Duration, Cycles: p.Cycles,
 		Warmup: p.Warmup, RequestSize: p.RequestSize, ResponseSize: p.ResponseSize,
 		Request: p.Request, Hold: p.Hold, Timeout: p.Timeout, Grace: p.Grace,
+		StallTimeout: p.StallTimeout, OnRefused: p.OnRefused,
 	}, e.sink)
 	if err != nil {
 		return err
@@ -82,17 +80,12 @@ func (e *loopEngine) ports() []uint16 {
 
 func (e *loopEngine) samplerCPU() float64 { return 0 }
 
+func (e *loopEngine) probe() error { return probe(e.targets[0], e.p.Timeout) }
+
 func (e *loopEngine) run(ctx context.Context, abort <-chan struct{}) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	if e.p.OnRefused != RefusedContinue {
-		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			e.refused = watchRefused(runCtx, e.pool, e.targets[0], cancel)
-		}()
-	}
 	if abort != nil {
 		bg.Add(1)
 		go func() {
@@ -109,13 +102,10 @@ func (e *loopEngine) run(ctx context.Context, abort <-chan struct{}) error {
 	cancel()
 	bg.Wait()
 	e.hl.stop()
-	if e.refused != nil {
-		return e.refused
+	if errors.Is(err, context.Canceled) {
+		return nil // the stop the pipeline asked for; it knows why
 	}
-	if ctx.Err() == nil {
-		err = nil // the pool's own stop (deadline, cycles), not ours
-	}
-	return err
+	return err // a fault that stopped the run, with its reason
 }
 
 func (e *loopEngine) held() uint64 {
@@ -154,15 +144,20 @@ func (e *loopEngine) fill(rec *results.Run) error {
 	start, end := pool.Window()
 	secs := end.Sub(start).Seconds()
 	rec.MeasuredSeconds = secs
+	rec.GraceSeconds = pool.Grace().Seconds()
+	for _, o := range pool.Outages() {
+		rec.Outages = append(rec.Outages, results.Outage{Start: o.Start, End: o.End, Refused: o.Refused})
+	}
 	hists := e.sink.Totals()
 	for i, m := range e.p.Mix.Entries {
 		c := pool.Counts(i)
 		sr := results.ScenarioResult{
 			Name: m.Scenario.String(), Weight: m.Weight,
 			Cycles: c.Cycles, Attempts: c.Attempts, LateStarts: c.LateStarts,
-			Errors:   errorsOf(c, func(k workload.ErrorClass) string { return pool.Example(i, k) }),
-			Bytes:    results.Bytes{Sent: c.Sent, Received: c.Received, Verified: c.Verified},
-			Observed: results.Observed{EOF: c.EOF, Reset: c.Reset, LostResponses: c.Lost},
+			Errors:     errorsOf(c, func(k workload.ErrorClass) string { return pool.Example(i, k) }),
+			Bytes:      results.Bytes{Sent: c.Sent, Received: c.Received, Verified: c.Verified},
+			Observed:   results.Observed{EOF: c.EOF, Reset: c.Reset, LostResponses: c.Lost},
+			Unfinished: workload.UnfinishedMap(c.Unfinished),
 		}
 		if secs > 0 {
 			sr.Rate = float64(c.Cycles) / secs
@@ -176,14 +171,23 @@ func (e *loopEngine) fill(rec *results.Run) error {
 			tc := target.Counts(m.Scenario)
 			sr.Target = &results.TargetSide{
 				Accepted: tc.Attempts, Completed: tc.Cycles,
-				Errors:   errorsOf(tc, func(k workload.ErrorClass) string { return target.Example(m.Scenario, k) }),
-				Bytes:    results.Bytes{Sent: tc.Sent, Received: tc.Received},
-				Observed: results.Observed{EOF: tc.EOF, Reset: tc.Reset},
+				Errors:     errorsOf(tc, func(k workload.ErrorClass) string { return target.Example(m.Scenario, k) }),
+				Bytes:      results.Bytes{Sent: tc.Sent, Received: tc.Received},
+				Observed:   results.Observed{EOF: tc.EOF, Reset: tc.Reset},
+				Unfinished: workload.UnfinishedMap(tc.Unfinished),
 			}
 		}
 		rec.Scenarios = append(rec.Scenarios, sr)
 	}
 	rec.Totals = totalsOf(rec.Scenarios, secs)
+	if w := pool.HoldWaits(); w.Count > 0 {
+		rec.Totals.ClientHoldWaits = &results.HoldWaits{Count: w.Count, WaitedNs: int64(w.Total)}
+	}
+	if target != nil {
+		if w := target.HoldWaits(); w.Count > 0 {
+			rec.Totals.TargetHoldWaits = &results.HoldWaits{Count: w.Count, WaitedNs: int64(w.Total)}
+		}
+	}
 	if d := e.sink.Dropped(); d > 0 && rec.Collector != nil {
 		rec.Collector.DroppedLatencies = d
 	}

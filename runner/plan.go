@@ -41,19 +41,6 @@ const (
 	NetnsHost NetnsMode = "host"
 )
 
-// OnRefused says what a run does when the target refuses connections.
-type OnRefused string
-
-// The answers to refusals.
-const (
-	// RefusedStop stops the run after a second of nothing but refusals:
-	// the target is not there, and a run of refusals measures nothing.
-	RefusedStop OnRefused = ""
-	// RefusedContinue rides refusals out and reports the outage windows,
-	// so a capacity test can measure a server restart.
-	RefusedContinue OnRefused = "continue"
-)
-
 // RequestKind says where a run's request bytes come from.
 type RequestKind string
 
@@ -137,8 +124,14 @@ type Plan struct {
 	// Journal is where host mode journals old values ("": the default).
 	Journal string    `json:"journal,omitempty"`
 	Netns   NetnsMode `json:"netns,omitempty"`
-	// OnRefused says whether refusals stop the run.
-	OnRefused OnRefused `json:"on_refused,omitempty"`
+	// OnRefused says whether refusals stop the run (after a stretch with
+	// nothing completed) or are ridden out and reported as outages.
+	OnRefused workload.OnRefused `json:"on_refused,omitempty"`
+	// StallTimeout is how long a run may go without a completed
+	// connection while faults (refusals, resets, no port, no descriptor)
+	// continue before it stops with their reason (0: the engine's
+	// default, negative: never).
+	StallTimeout time.Duration `json:"stall_timeout,omitempty"`
 	// Thresholds are the run's pass/fail criteria.
 	Thresholds []Threshold `json:"thresholds,omitempty"`
 	// Out is the record file ("": none, "-": standard output); Hlog an

@@ -1,13 +1,11 @@
 package runner
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
-	"github.com/closeload/closeload/workload"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,37 +43,4 @@ func probe(t netip.AddrPort, timeout time.Duration) error {
 		return fmt.Errorf("%w: %s did not answer within %v", ErrRefused, t, min(timeout, time.Second))
 	}
 	return fmt.Errorf("%w: %s: %v", ErrRefused, t, err)
-}
-
-// watchRefused stops the run when, a second in, every connection was
-// refused: the target went away, and a run of refusals measures nothing.
-func watchRefused(ctx context.Context, pool *workload.Pool, t netip.AddrPort, stop func()) error {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	var last workload.Counts
-	var since time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		c := pool.LiveTotal()
-		refusedNow := c.Errors[workload.ErrRefused] - last.Errors[workload.ErrRefused]
-		okNow := c.Cycles - last.Cycles
-		last = c
-		if refusedNow > 0 && okNow == 0 {
-			if since.IsZero() {
-				since = time.Now()
-			}
-			if time.Since(since) >= time.Second {
-				pool.Stop()
-				stop()
-				return fmt.Errorf("%w: %s refused %d connections in a row for 1s, none succeeded; run stopped",
-					ErrRefused, t, c.Errors[workload.ErrRefused])
-			}
-		} else {
-			since = time.Time{}
-		}
-	}
 }

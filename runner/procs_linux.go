@@ -149,6 +149,9 @@ func (e *procsEngine) shardPlan(i int, startAt time.Time) *Plan {
 
 func (e *procsEngine) ports() []uint16 { return e.portList }
 
+// probe is left to the shards, each of which probes the target.
+func (e *procsEngine) probe() error { return nil }
+
 func (e *procsEngine) run(ctx context.Context, abort <-chan struct{}) error {
 	var wg sync.WaitGroup
 	for _, c := range e.children {

@@ -72,7 +72,18 @@ func runIsolated(ctx context.Context, p *Plan, out Output) (*results.Run, error)
 	if err != nil {
 		return nil, fmt.Errorf("isolated run: %w", err)
 	}
-	return res.Record, res.err()
+	rec, err := res.Record, res.err()
+	var sig *SignalError
+	if cause := context.Cause(ctx); errors.As(cause, &sig) && rec != nil {
+		// The child was stopped on this process's behalf (SIGTERM passed
+		// on); the record names the signal this process received.
+		rec.InterruptReason = sig.Error()
+		if rec.Verdict != nil && rec.Verdict.Status == results.VerdictInterrupted {
+			rec.Verdict.Reasons = []string{sig.Error()}
+		}
+		err = sig
+	}
+	return rec, err
 }
 
 // runHere is the pipeline every run goes through in the process that makes
@@ -106,6 +117,9 @@ func runHere(ctx context.Context, p *Plan, link *childLink, out Output) (*result
 			fmt.Fprintf(out.Stderr, "closeload: warning: %s\n", n)
 		}
 		rec.Notes = append(rec.Notes, notes...)
+	}
+	if err := eng.probe(); err != nil {
+		return nil, err
 	}
 	if !p.StartAt.IsZero() && p.Storm == nil {
 		// Every shard starts its load at the same wall-clock time; the
@@ -274,6 +288,10 @@ func configOf(p *Plan) results.Config {
 	if p.Procs > 1 {
 		c.Procs = p.Procs
 	}
+	if p.OnRefused != workload.RefusedStop {
+		c.OnRefused = p.OnRefused.String()
+	}
+	c.StallTimeout = p.StallTimeout
 	return c
 }
 

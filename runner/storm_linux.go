@@ -54,8 +54,6 @@ func (e *stormEngine) start(ctx context.Context) error {
 		}
 		e.target = t
 		e.dst = t.Addr()
-	} else if err := probe(e.dst, p.Timeout); err != nil {
-		return err
 	}
 	cfg := workload.StormConfig{
 		N: st.Mine, Rate: p.Rate, Target: e.dst, Sources: p.Sources, Scenario: sc, Closer: *st.Closer,
@@ -88,6 +86,13 @@ func (e *stormEngine) start(ctx context.Context) error {
 	}
 	e.storm = storm
 	return nil
+}
+
+func (e *stormEngine) probe() error {
+	if e.target != nil {
+		return nil // the storm's own target, listening already
+	}
+	return probe(e.dst, e.p.Timeout)
 }
 
 func (e *stormEngine) ports() []uint16 { return []uint16{e.dst.Port()} }
@@ -180,7 +185,9 @@ func (e *stormEngine) fill(rec *results.Run) error {
 	}
 	st := &results.StormResult{
 		Opened: c.Opened, Closed: c.Closed, Failed: c.Failed, Unaccounted: c.Unaccounted, HoldPeak: c.HoldPeak,
+		Unfinished: workload.UnfinishedMap(c.Unfinished),
 	}
+	sr.Unfinished = st.Unfinished
 	if !e.closeAt.IsZero() && !last.IsZero() {
 		st.TimeToLastClose = int64(last.Sub(e.closeAt))
 	}

@@ -93,10 +93,8 @@ func (p *Plan) Validate() error {
 	if p.Acceptors < 0 || p.Acceptors > 4096 {
 		return fieldErr("Acceptors", "%d: want 1 to 4096 (0: conns, at most 256)", p.Acceptors)
 	}
-	switch p.OnRefused {
-	case RefusedStop, RefusedContinue:
-	default:
-		return fieldErr("OnRefused", "%q: want stop or continue", p.OnRefused)
+	if p.OnRefused != workload.RefusedStop && p.OnRefused != workload.RefusedContinue {
+		return fieldErr("OnRefused", "%v: want stop or continue", p.OnRefused)
 	}
 	if p.ResponseSize == -1 {
 		// The built-in target sends 16 bytes; an external server's response
@@ -118,6 +116,9 @@ func (p *Plan) Validate() error {
 	}
 	for _, t := range p.Thresholds {
 		if err := t.check(); err != nil {
+			return err
+		}
+		if err := t.checkScenario(p.Mix); err != nil {
 			return err
 		}
 	}

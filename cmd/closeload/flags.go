@@ -44,7 +44,7 @@ var planFlags = map[string]string{
 	"Storm.Closer": "--closer", "Storm.CloseAt": "--storm-close-at", "Procs": "--procs",
 	"Shard": "--shard", "StartAt": "--start-at", "Sysctls": "--sysctl", "HostSysctl": "--host-sysctl",
 	"Journal": "--sysctl-journal", "Netns": "--isolate", "OnRefused": "--on-refused",
-	"Thresholds": "--threshold", "Out": "--out", "Hlog": "--hlog", "Variants": "--variants",
+	"Thresholds": "--threshold", "StallTimeout": "--stall-timeout", "Out": "--out", "Hlog": "--hlog", "Variants": "--variants",
 	"Repeat": "--repeat", "Matrix": "--matrix-id",
 }
 
@@ -106,6 +106,7 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 	fs.IntVar(&p.Acceptors, "acceptors", 0, "built-in target threads per scenario (default: conns, at most 256)")
 	fs.StringArrayVar(&f.thresholds, "threshold", nil, "pass/fail criterion (repeatable), e.g. 'errors<0.1%', 'total.p99<5ms', 'rate>=10000', 'peak.CLOSE_WAIT<100', 'client-halfclose.total.p99<2ms'; a failed one exits 3")
 	fs.StringVar(&f.onRefused, "on-refused", f.onRefused, "when the target refuses connections: stop (after 1s of nothing else) or continue (ride out a restart, report the outage)")
+	fs.DurationVar(&p.StallTimeout, "stall-timeout", 0, "stop the run with its reason when nothing completed for this long while faults go on (refused, reset, no port, no descriptor); 0: 2s, negative: never")
 	fs.StringVar(&f.format, "format", f.format, "summary format: text or json")
 	fs.IntVar(&f.storm, "storm", 0, "storm shape: open N connections (paced by --rate if given), hold them for --hold, then half-close them all within --storm-window")
 	fs.DurationVar(&f.stormWindow, "storm-window", 0, "spread the storm's FINs evenly over this window (0 = all at once)")
@@ -195,12 +196,8 @@ func (f *runFlags) plan(fs *pflag.FlagSet, withSysctls bool) (runner.Plan, error
 		}
 		p.Thresholds = append(p.Thresholds, t)
 	}
-	switch f.onRefused {
-	case "stop":
-	case "continue":
-		p.OnRefused = runner.RefusedContinue
-	default:
-		return p, usagef("--on-refused %q: want stop or continue", f.onRefused)
+	if p.OnRefused, err = workload.ParseOnRefused(f.onRefused); err != nil {
+		return p, usagef("--on-refused: %v", err)
 	}
 	switch f.procs {
 	case "", "1":

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/closeload/closeload/internal/suggest"
 	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
 )
@@ -135,8 +136,12 @@ func wrapArgs(c *cobra.Command) {
 			c.Args = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
 					msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-					if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-						msg += fmt.Sprintf("; did you mean %q?", s[0])
+					var names []string
+					for _, sub := range cmd.Commands() {
+						names = append(names, sub.Name())
+					}
+					if s := suggest.Nearest(args[0], names); s != "" {
+						msg += fmt.Sprintf("; did you mean %q?", s)
 					}
 					return errors.New(msg)
 				}

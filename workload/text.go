@@ -1,6 +1,5 @@
 package workload
 
-
 // The types of a run's configuration read and write themselves as the text
 // the user typed ("client-halfclose:70,linger0:30", "poisson", "server"), so
 // a plan handed to a child process as JSON reads back exactly and stays

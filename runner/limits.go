@@ -3,10 +3,8 @@ package runner
 import (
 	"fmt"
 	"math"
-	"os"
-	"strconv"
-	"strings"
 
+	"github.com/closeload/closeload/kernel"
 	"github.com/closeload/closeload/sysctl"
 	"golang.org/x/sys/unix"
 )
@@ -38,27 +36,21 @@ func readLimits(isolated bool, sysctls []sysctl.Assignment) Limits {
 		l.Descriptors, l.DescriptorsHard = 1024, 1024
 	}
 	l.PortLow, l.PortHigh = defaultPortLow, defaultPortHigh
+	fs := kernel.NewFS("")
 	if !isolated {
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			if lo, hi, ok := parsePortRange(string(b)); ok {
-				l.PortLow, l.PortHigh = lo, hi
-			}
+		if lo, hi, err := fs.PortRange(); err == nil {
+			l.PortLow, l.PortHigh = lo, hi
 		}
 	}
 	for _, a := range sysctls {
 		if a.Key == "net.ipv4.ip_local_port_range" {
-			if lo, hi, ok := parsePortRange(a.Value); ok {
+			if lo, hi, ok := kernel.ParsePortRange(a.Value); ok {
 				l.PortLow, l.PortHigh = lo, hi
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				l.MemAvailable = kb << 10
-			}
-		}
+	if m, err := fs.MemAvailable(); err == nil {
+		l.MemAvailable = m
 	}
 	return l
 }
@@ -68,16 +60,6 @@ func clampLimit(v uint64) int {
 		return 1 << 30
 	}
 	return int(v)
-}
-
-func parsePortRange(s string) (lo, hi int, ok bool) {
-	f := strings.Fields(s)
-	if len(f) != 2 {
-		return 0, 0, false
-	}
-	lo, err1 := strconv.Atoi(f[0])
-	hi, err2 := strconv.Atoi(f[1])
-	return lo, hi, err1 == nil && err2 == nil && lo > 0 && lo <= hi && hi <= 65535
 }
 
 // MaxProcs bounds Plan.Procs: beyond a few hundred processes the machine

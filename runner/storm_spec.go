@@ -113,6 +113,10 @@ func parsePortRange(s string) (lo, hi int, ok bool) {
 	return lo, hi, err1 == nil && err2 == nil && lo > 0 && lo <= hi && hi <= 65535
 }
 
+// ProcsAuto is the Procs value that picks the process count from the
+// descriptor limit; completion offers it, Validate reads it.
+const ProcsAuto = "auto"
+
 // MaxProcs bounds --procs: beyond a few hundred processes the machine
 // spends its time scheduling them.
 const MaxProcs = 256
@@ -232,7 +236,7 @@ func (s Spec) validateStorm(p *Plan) error {
 	// Processes.
 	switch s.Procs {
 	case "", "1":
-	case "auto":
+	case ProcsAuto:
 		n := total
 		if n == 0 {
 			n = s.Conns

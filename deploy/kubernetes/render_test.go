@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os/exec"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -168,5 +170,52 @@ func TestDecodeStrictRefuses(t *testing.T) {
 	var j batchv1.Job
 	if err := decodeStrict([]byte("apiVersion: batch/v1\nkind: Job\nspec:\n  completions: 4\n"), &j); err != nil || *j.Spec.Completions != 4 {
 		t.Fatalf("a well-formed Job: %v", err)
+	}
+}
+
+// TestKubectlKustomizeAgrees renders the kustomizations with kubectl's own
+// kustomize too, where kubectl is installed, and checks it makes the same
+// objects as the library the other tests use.
+func TestKubectlKustomizeAgrees(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed; the other tests render with sigs.k8s.io/kustomize/api")
+	}
+	for _, dir := range []string{"base", "example"} {
+		t.Run(dir, func(t *testing.T) {
+			out, err := exec.Command(kubectl, "kustomize", dir).Output()
+			if err != nil {
+				t.Fatalf("kubectl kustomize %s: %v", dir, err)
+			}
+			var got manifests
+			for i, doc := range strings.Split(string(out), "\n---\n") {
+				var meta struct {
+					Kind     string
+					Metadata struct{ Name string }
+				}
+				if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+					t.Fatalf("document %d: %v", i, err)
+				}
+				var dst any
+				switch meta.Kind + " " + meta.Metadata.Name {
+				case "ConfigMap closeload-run":
+					dst = &got.config
+				case "PersistentVolumeClaim closeload-results":
+					dst = &got.pvc
+				case "Job closeload":
+					dst = &got.job
+				case "Job closeload-report":
+					dst = &got.report
+				default:
+					t.Fatalf("kubectl kustomize %s makes an unexpected %s %s", dir, meta.Kind, meta.Metadata.Name)
+				}
+				if err := decodeStrict([]byte(doc), dst); err != nil {
+					t.Fatalf("document %d: %v", i, err)
+				}
+			}
+			if want := render(t, dir); !reflect.DeepEqual(got, want) {
+				t.Errorf("kubectl kustomize %s differs from the library's render:\nkubectl: %+v\nlibrary: %+v", dir, got, want)
+			}
+		})
 	}
 }

@@ -91,8 +91,15 @@ func completeList(candidates func() []candidate, weights bool) cobra.CompletionF
 		}
 		var out []cobra.Completion
 		for _, c := range candidates() {
-			if !given[c.value] && strings.HasPrefix(c.value, last) {
-				out = append(out, cobra.CompletionWithDesc(done+c.value, c.about))
+			if given[c.value] || !strings.HasPrefix(c.value, last) {
+				continue
+			}
+			if done == "" {
+				out = append(out, cobra.CompletionWithDesc(c.value, c.about))
+			} else {
+				// Without descriptions: bash's script matches described
+				// values after quoting them, and quoting escapes the comma.
+				out = append(out, done+c.value)
 			}
 		}
 		return out, directive

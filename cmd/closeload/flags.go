@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ type runFlags struct {
 	stormWindow                               time.Duration
 	isolate, hostNetns, allowUnknown          bool
 }
+
+// summaryFormats are the accepted --format values of run.
+var summaryFormats = []string{"text", "json"}
 
 // planFlags names, for each plan field, the flag that sets it: a
 // validation error names the field, the user sees the flag.
@@ -107,7 +111,6 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 	fs.StringArrayVar(&f.thresholds, "threshold", nil, "pass/fail criterion (repeatable), e.g. 'errors<0.1%', 'total.p99<5ms', 'rate>=10000', 'peak.CLOSE_WAIT<100', 'client-halfclose.total.p99<2ms'; a failed one exits 3")
 	fs.StringVar(&f.onRefused, "on-refused", f.onRefused, "when the target refuses connections: stop (after 1s of nothing else) or continue (ride out a restart, report the outage)")
 	fs.DurationVar(&p.StallTimeout, "stall-timeout", 0, "stop the run with its reason when nothing completed for this long while faults go on (refused, reset, no port, no descriptor); 0: 2s, negative: never")
-	fs.StringVar(&f.format, "format", f.format, "summary format: text or json")
 	fs.IntVar(&f.storm, "storm", 0, "storm shape: open N connections (paced by --rate if given), hold them for --hold, then half-close them all within --storm-window")
 	fs.DurationVar(&f.stormWindow, "storm-window", 0, "spread the storm's FINs evenly over this window (0 = all at once)")
 	fs.StringVar(&f.closer, "closer", "", "side that sends the storm's FINs: client, server or both (default: the scenario's)")
@@ -235,10 +238,8 @@ func (f *runFlags) plan(fs *pflag.FlagSet, withSysctls bool) (runner.Plan, error
 			}
 		}
 	}
-	switch f.format {
-	case "text", "json":
-	default:
-		return p, usagef("--format %q: want text or json", f.format)
+	if !slices.Contains(summaryFormats, f.format) {
+		return p, usagef("--format %q: want %s", f.format, strings.Join(summaryFormats, " or "))
 	}
 	return p, nil
 }

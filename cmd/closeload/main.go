@@ -124,6 +124,7 @@ counters, and compares runs made under different sysctls.`,
 		wrapArgs(c)
 	}
 	wrapArgs(root)
+	registerCompletions(root)
 	return root
 }
 

@@ -110,7 +110,7 @@ each child's output is in vN-rM.log beside its record.`,
 		fl.Usage = "KEY=V1,V2,... values to compare (repeatable: variants are the cross product)"
 	}
 	fs.StringVar(&matrixID, "matrix-id", "", "matrix id, the name of its results directory (default: time and pid)")
-	for _, name := range []string{"out", "run-id", "format"} {
+	for _, name := range []string{"out", "run-id"} {
 		_ = fs.MarkHidden(name)
 	}
 	if fl := fs.Lookup("hlog"); fl != nil {

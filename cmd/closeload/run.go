@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/results"
@@ -69,6 +70,7 @@ unfinished, cycles, attempts; prefix a scenario for its own figure
 		},
 	}
 	addRunFlags(cmd.Flags(), &f)
+	cmd.Flags().StringVar(&f.format, "format", f.format, "summary format: "+strings.Join(summaryFormats, " or ")+" (json: the verdict, thresholds and headline figures, for scripts)")
 	cmd.Flags().SortFlags = false
 	return cmd
 }

@@ -1,0 +1,152 @@
+package sysctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultHostDir is the one directory every host-mode run of this machine
+// shares: it holds the host lock and, unless a run is told otherwise, the
+// journal. /run is cleared at boot, like the values a journal records.
+const DefaultHostDir = "/run/closeload"
+
+// hostLockName is the lock file in the host directory.
+const hostLockName = "host.lock"
+
+// hostDir is DefaultHostDir except in tests, which must not contend with
+// real runs (export_test.go).
+var hostDir = DefaultHostDir
+
+// ErrHostBusy: another live host-mode run holds the host lock. Two runs
+// changing the host's sysctls at once would interleave their changes and
+// leave the host changed.
+var ErrHostBusy = errors.New("another host-mode run is changing this host's sysctls")
+
+// LockPath is the host lock's file: a host-mode run holds an exclusive
+// flock on it from before it reads the old values until they are back.
+func LockPath() string { return filepath.Join(hostDir, hostLockName) }
+
+// hostHolder is what the lock file says about the run that holds (or last
+// held) the lock. It stays in the file until that run's journal is
+// restored, so a run after a crash finds the journal it must not ignore,
+// wherever it was written.
+type hostHolder struct {
+	PID     int       `json:"pid"`
+	Journal string    `json:"journal"`
+	Since   time.Time `json:"since"`
+}
+
+// String names the holder for an error message.
+func (h hostHolder) String() string {
+	pid := "pid unknown"
+	if h.PID > 0 {
+		pid = "pid " + strconv.Itoa(h.PID)
+	}
+	if h.Journal == "" {
+		return pid
+	}
+	return pid + ", journal " + h.Journal
+}
+
+// parseHostHolder reads a lock file's contents; an empty or damaged one
+// names nobody.
+func parseHostHolder(r io.Reader) hostHolder {
+	var h hostHolder
+	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil || json.Unmarshal(b, &h) != nil || h.PID < 0 {
+		return hostHolder{}
+	}
+	return h
+}
+
+// hostLock is a held host lock.
+type hostLock struct {
+	f *os.File
+}
+
+// lockHost takes the host lock without waiting. It returns the lock and
+// what the file says about the previous holder (a run that ended; its
+// journal may still be there). A live holder gives ErrHostBusy naming its
+// pid and journal.
+func lockHost() (*hostLock, hostHolder, error) {
+	path := LockPath()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, hostHolder{}, fmt.Errorf("host lock: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, hostHolder{}, fmt.Errorf("host lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		h := parseHostHolder(f)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, h, fmt.Errorf("%w: %s holds %s", ErrHostBusy, h, path)
+		}
+		return nil, hostHolder{}, fmt.Errorf("host lock %s: %w", path, err)
+	}
+	h := parseHostHolder(f)
+	return &hostLock{f: f}, h, nil
+}
+
+// setHolder records the holder in the lock file, durably.
+func (l *hostLock) setHolder(h hostHolder) error {
+	var data []byte
+	if h != (hostHolder{}) {
+		var err error
+		if data, err = json.Marshal(h); err != nil {
+			return err
+		}
+		data = append(data, '\n')
+	}
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("host lock: %w", err)
+	}
+	if _, err := l.f.WriteAt(data, 0); err != nil {
+		return fmt.Errorf("host lock: %w", err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("host lock: %w", err)
+	}
+	return nil
+}
+
+// unlock releases the lock (closing the file drops the flock). The holder
+// stays recorded unless clearHolder was called: it names a journal that
+// still has to be restored.
+func (l *hostLock) unlock() {
+	if l == nil || l.f == nil {
+		return
+	}
+	l.f.Close()
+	l.f = nil
+}
+
+// leftoverJournal is the journal a previous holder left, "" when there is
+// none: the holder restored it (and cleared the file), or it is gone.
+func leftoverJournal(h hostHolder, more ...string) string {
+	for _, p := range append([]string{h.Journal}, more...) {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return p
+		}
+	}
+	return ""
+}

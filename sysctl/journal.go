@@ -214,8 +214,10 @@ func (j *Journal) Restore() error {
 // RestoreOnSignal restores the values as soon as a signal of
 // RestoreSignals arrives, without waiting for the run to wind down; it
 // does not end the process (the caller's own signal handling does).
-// ApplyHost calls it; further calls do nothing. A successful Restore
-// stops it.
+// Until then it also keeps SIGPIPE from killing the process: a run whose
+// standard output is a closed pipe (closeload ... | head) gets EPIPE from
+// its writes and ends, and restores, like any other. ApplyHost calls it;
+// further calls do nothing. A successful Restore stops it.
 func (j *Journal) RestoreOnSignal() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -224,14 +226,21 @@ func (j *Journal) RestoreOnSignal() {
 	}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, RestoreSignals()...)
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
 	done := make(chan struct{})
 	var once sync.Once
-	j.stopSig = func() { once.Do(func() { signal.Stop(ch); close(done) }) }
+	j.stopSig = func() { once.Do(func() { signal.Stop(ch); signal.Stop(pipe); close(done) }) }
 	go func() {
-		select {
-		case <-ch:
-			_ = j.Restore()
-		case <-done:
+		for {
+			select {
+			case <-ch:
+				_ = j.Restore()
+				return
+			case <-pipe: // the write that raised it fails with EPIPE
+			case <-done:
+				return
+			}
 		}
 	}()
 }

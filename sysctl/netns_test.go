@@ -150,9 +150,13 @@ func helper(mode string) int {
 			return 7
 		}
 		defer j.Restore()
-		j.RestoreOnSignal()
 		fmt.Println("ready")
 		<-ctx.Done()
+		// A run prints its summary before it restores; when its
+		// standard output is a closed pipe, this write must fail, not
+		// kill the process.
+		_, werr := fmt.Println("stopping")
+		fmt.Fprintln(os.Stderr, "stdout write:", werr)
 		if err := j.Restore(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 8
@@ -392,6 +396,7 @@ func TestApplyRollbackChanged(t *testing.T) {
 type hostProc struct {
 	cmd    *exec.Cmd
 	line   chan string // its first line of output: "ready", or "" when it ended first
+	stdout io.ReadCloser
 	stderr bytes.Buffer
 }
 
@@ -408,13 +413,13 @@ func startHost(t *testing.T, mode, journal string) *hostProc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.stdout = stdout
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		s, _ := bufio.NewReader(stdout).ReadString('\n')
 		p.line <- strings.TrimSpace(s)
-		io.Copy(io.Discard, stdout)
 	}()
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
@@ -528,6 +533,38 @@ func TestHostModeSIGHUPUnhandled(t *testing.T) {
 		if err := p.cmd.Wait(); err != nil {
 			t.Fatalf("helper after SIGTERM: %v\n%s", err, p.stderr.String())
 		}
+		if _, err := os.Stat(journal); err == nil {
+			t.Error("journal left after restore")
+		}
+	})
+}
+
+// TestHostModeBrokenStdout closes the reading end of a host-mode
+// process's standard output (as "closeload ... | head -1" does) and stops
+// it: its next write fails with EPIPE instead of SIGPIPE killing it before
+// it restores, and the values come back.
+func TestHostModeBrokenStdout(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("host mode needs root")
+		}
+		ownHostDir(t)
+		journal := filepath.Join(t.TempDir(), "host-sysctl.json")
+		before := sysctl.Snapshot("")
+		p := startHost(t, "host-hold", journal)
+		if !p.ready(t) {
+			t.Fatalf("helper did not apply: %s", p.stderr.String())
+		}
+		p.stdout.Close()
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		err := p.cmd.Wait()
+		if err != nil {
+			t.Errorf("helper with a closed stdout: %v\n%s", err, p.stderr.String())
+		}
+		if !strings.Contains(p.stderr.String(), "broken pipe") {
+			t.Errorf("the write to a closed stdout did not fail with EPIPE: %s", p.stderr.String())
+		}
+		checkApplied(t, false, before)
 		if _, err := os.Stat(journal); err == nil {
 			t.Error("journal left after restore")
 		}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // StdoutName is the output name that means standard output, as in most
@@ -172,10 +174,7 @@ func WriteFileAtomic(path string, data []byte) error { return WriteOutput(path, 
 // the fallback.
 func writeTarget(path string, data []byte) error {
 	if path == StdoutName {
-		if _, err := os.Stdout.Write(data); err != nil {
-			return fmt.Errorf("write standard output: %w", err)
-		}
-		return nil
+		return writeStdout(data)
 	}
 	if path == "" {
 		return fmt.Errorf("%w: empty name", ErrOutputUnwritable)
@@ -195,6 +194,20 @@ func writeTarget(path string, data []byte) error {
 	default:
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+}
+
+// writeStdout writes data to standard output. A closed pipe there
+// (closeload ... --out - | head) would raise SIGPIPE, which kills a Go
+// program writing to descriptor 1; while SIGPIPE is being listened for the
+// write fails with EPIPE instead, and the data can be saved elsewhere.
+func writeStdout(data []byte) error {
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	defer signal.Stop(pipe)
+	if _, err := os.Stdout.Write(data); err != nil {
+		return fmt.Errorf("write standard output: %w", err)
+	}
+	return nil
 }
 
 // writeThrough opens path (following a link) and writes data into it.
@@ -267,14 +280,16 @@ func replaceFile(path string, data []byte, old fs.FileInfo) error {
 }
 
 // saveElsewhere keeps data that could not reach target: beside it when
-// target names a file or link in a directory, else (and when that fails)
-// in os.TempDir(). A device, pipe or "-" has no "beside" worth filling.
+// target names a file (or a link to one), else (and when that fails) in
+// os.TempDir(). A device, pipe or "-" has no "beside" worth filling.
 func saveElsewhere(target string, data []byte) (string, error) {
 	base := filepath.Base(target)
 	var dirs []string
 	if target == StdoutName || target == "" {
 		base = "closeload-output"
-	} else if lfi, err := os.Lstat(target); err != nil || lfi.Mode().IsRegular() || lfi.Mode()&fs.ModeSymlink != 0 || lfi.IsDir() {
+	} else if fi, err := os.Stat(target); err != nil || fi.Mode().IsRegular() || fi.IsDir() {
+		// A file, or a link to one: beside it. A link to a device or a
+		// pipe (/dev/stdout) is treated as that device.
 		dirs = append(dirs, filepath.Dir(target))
 	}
 	dirs = append(dirs, os.TempDir())

@@ -307,3 +307,50 @@ func TestWriteOutputReadOnlyDir(t *testing.T) {
 		t.Errorf("old record changed to %q", got)
 	}
 }
+
+// TestWriteOutputStdoutClosedPipe writes "-", and a link to
+// /proc/self/fd/1 (as /dev/stdout is), from a child whose standard output
+// is a pipe nobody reads any more (closeload ... --out - | head): the
+// child is not killed by SIGPIPE, says where the record went, and the
+// record is in its TMPDIR, not beside the link.
+func TestWriteOutputStdoutClosedPipe(t *testing.T) {
+	linkDir := t.TempDir()
+	link := filepath.Join(linkDir, "stdout")
+	if err := os.Symlink("/proc/self/fd/1", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"-", link} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			tmp := t.TempDir()
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Close()
+			self, _ := os.Executable()
+			cmd := exec.Command(self)
+			cmd.Env = append(os.Environ(), outputHelperEnv+"="+path, "TMPDIR="+tmp)
+			cmd.Stdout = w
+			var errb strings.Builder
+			cmd.Stderr = &errb
+			err = cmd.Run()
+			w.Close()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("child writing to a closed pipe: %v, want exit 1 (not killed by SIGPIPE)\n%s", err, errb.String())
+			}
+			names := dirNames(t, tmp)
+			if len(names) != 1 || !strings.Contains(names[0], ".saved-") {
+				t.Fatalf("TMPDIR holds %v, want one *.saved-* file", names)
+			}
+			saved := filepath.Join(tmp, names[0])
+			if !strings.Contains(errb.String(), saved) || !strings.Contains(errb.String(), "broken pipe") {
+				t.Errorf("child said %q, want the saved path and the reason", errb.String())
+			}
+			checkHelperRecord(t, []byte(readString(t, saved)))
+			if names := dirNames(t, linkDir); len(names) != 1 {
+				t.Errorf("saved beside the link to a pipe: %v", names)
+			}
+		})
+	}
+}

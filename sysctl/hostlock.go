@@ -150,3 +150,22 @@ func leftoverJournal(h hostHolder, more ...string) string {
 	}
 	return ""
 }
+
+// PendingJournal names the journal a host-mode run left to restore on this
+// machine, "" when there is none: the one the host lock file names (a run
+// that is alive, or one that died before its restore succeeded), else
+// DefaultJournalPath if it exists. pid is the run that wrote it, 0 when
+// unknown. It takes no lock and changes nothing, so that
+// 'closeload sysctl restore' without an argument can find what to restore
+// and a status line can say the host is changed.
+func PendingJournal() (path string, pid int) {
+	var h hostHolder
+	if f, err := os.Open(LockPath()); err == nil {
+		h = parseHostHolder(f)
+		f.Close()
+	}
+	if p := leftoverJournal(h); p != "" {
+		return p, h.PID
+	}
+	return leftoverJournal(hostHolder{}, filepath.Join(hostDir, filepath.Base(DefaultJournalPath))), 0
+}

@@ -489,3 +489,31 @@ func TestParseHostHolder(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingJournal follows a journal from a live run through its death
+// to its restore: PendingJournal names it (and its pid) until it is gone.
+func TestPendingJournal(t *testing.T) {
+	asRoot(t, 0)
+	root := fakeProc(t)
+	if p, pid := PendingJournal(); p != "" || pid != 0 {
+		t.Fatalf("fresh host: PendingJournal() = %q, %d", p, pid)
+	}
+	journal := filepath.Join(t.TempDir(), "r.json.sysctl-journal")
+	j, err := ApplyHost(root, journal, []Assignment{{"net.ipv4.tcp_tw_reuse", "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, pid := PendingJournal(); p != journal || pid != os.Getpid() {
+		t.Errorf("live run: PendingJournal() = %q, %d, want %q, %d", p, pid, journal, os.Getpid())
+	}
+	j.Abandon()
+	if p, _ := PendingJournal(); p != journal {
+		t.Errorf("dead run: PendingJournal() = %q, want %q", p, journal)
+	}
+	if err := RestoreJournal(journal, root); err != nil {
+		t.Fatal(err)
+	}
+	if p, pid := PendingJournal(); p != "" || pid != 0 {
+		t.Errorf("after restore: PendingJournal() = %q, %d", p, pid)
+	}
+}

@@ -59,8 +59,8 @@ type Journal struct {
 	// values belong to it and to no other.
 	Netns string `json:"netns"`
 	PID   int    `json:"pid"`
-	// Exe is the binary of the writing process: with PID it tells whether
-	// that run is still alive (and will restore by itself).
+	// Exe is the binary of the writing process, for whoever reads the
+	// journal; whether that run is alive is told by the host lock.
 	Exe      string         `json:"exe"`
 	Created  time.Time      `json:"created"`
 	ProcRoot string         `json:"proc_root"`

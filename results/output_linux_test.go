@@ -184,6 +184,11 @@ func TestWriteOutputFIFO(t *testing.T) {
 			t.Fatalf("reader got %d bytes: %v", len(b), err)
 		}
 	case <-time.After(20 * time.Second):
+		// Release the reader, still blocked in open, before failing.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+		<-got
 		t.Fatal("reader of the pipe got nothing")
 	}
 	if fi, _ := os.Lstat(fifo); fi.Mode()&fs.ModeNamedPipe == 0 {

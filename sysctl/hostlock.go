@@ -70,8 +70,13 @@ func parseHostHolder(r io.Reader) hostHolder {
 
 // hostLock is a held host lock.
 type hostLock struct {
-	f *os.File
+	f    *os.File
+	path string
 }
+
+// lockAttempts bounds how often lockHost retries when the lock file it
+// locked was removed meanwhile by a holder that released it.
+const lockAttempts = 10
 
 // lockHost takes the host lock without waiting. It returns the lock and
 // what the file says about the previous holder (a run that ended; its
@@ -79,29 +84,41 @@ type hostLock struct {
 // pid and journal.
 func lockHost() (*hostLock, hostHolder, error) {
 	path := LockPath()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, hostHolder{}, fmt.Errorf("host lock: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, hostHolder{}, fmt.Errorf("host lock: %w", err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
+	for range lockAttempts {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, hostHolder{}, fmt.Errorf("host lock: %w", err)
 		}
-	}
-	if err != nil {
-		h := parseHostHolder(f)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the directory went with a released lock
+		}
+		if err != nil {
+			return nil, hostHolder{}, fmt.Errorf("host lock: %w", err)
+		}
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		if err != nil {
+			h := parseHostHolder(f)
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, h, fmt.Errorf("%w: %s holds %s", ErrHostBusy, h, path)
+			}
+			return nil, hostHolder{}, fmt.Errorf("host lock %s: %w", path, err)
+		}
+		// A holder that released the lock removes the file: the one
+		// locked here must still be the one at path, or it locks nothing.
+		fst, ferr := f.Stat()
+		pst, perr := os.Stat(path)
+		if ferr == nil && perr == nil && os.SameFile(fst, pst) {
+			return &hostLock{f: f, path: path}, parseHostHolder(f), nil
+		}
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, h, fmt.Errorf("%w: %s holds %s", ErrHostBusy, h, path)
-		}
-		return nil, hostHolder{}, fmt.Errorf("host lock %s: %w", path, err)
 	}
-	h := parseHostHolder(f)
-	return &hostLock{f: f}, h, nil
+	return nil, hostHolder{}, fmt.Errorf("host lock %s: replaced %d times while being taken", path, lockAttempts)
 }
 
 // setHolder records the holder in the lock file, durably.
@@ -126,12 +143,20 @@ func (l *hostLock) setHolder(h hostHolder) error {
 	return nil
 }
 
-// unlock releases the lock (closing the file drops the flock). The holder
-// stays recorded unless clearHolder was called: it names a journal that
-// still has to be restored.
+// unlock releases the lock (closing the file drops the flock). A lock
+// file that names no holder any more (setHolder(hostHolder{}): nothing is
+// left to restore) is removed first, with its directory if that is empty,
+// so that host mode leaves nothing behind; one that names a holder stays:
+// it leads the next run to a journal still to be restored.
 func (l *hostLock) unlock() {
 	if l == nil || l.f == nil {
 		return
+	}
+	if fst, err := l.f.Stat(); err == nil && fst.Size() == 0 {
+		if pst, err := os.Stat(l.path); err == nil && os.SameFile(fst, pst) {
+			_ = os.Remove(l.path)
+			_ = os.Remove(filepath.Dir(l.path)) // only if empty
+		}
 	}
 	l.f.Close()
 	l.f = nil

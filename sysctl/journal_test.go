@@ -158,6 +158,9 @@ func TestApplyHostAndRestoreFake(t *testing.T) {
 	if _, err := os.Stat(journal); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("journal left after restore: %v", err)
 	}
+	if _, err := os.Stat(hostDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("host directory left after a clean run: %v", err)
+	}
 }
 
 func TestApplyHostNotRoot(t *testing.T) {
@@ -329,6 +332,9 @@ func TestHostCrashLeftoverRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Abandon() // kill -9
+	if b, err := os.ReadFile(LockPath()); err != nil || !strings.Contains(string(b), first) {
+		t.Fatalf("lock file after a crash: %q, %v; want it to name %s", b, err, first)
+	}
 	applied := Snapshot(root)
 	_, err = ApplyHost(root, second, []Assignment{{"net.ipv4.tcp_fin_timeout", "15"}})
 	if !errors.Is(err, ErrJournalExists) || !strings.Contains(err.Error(), first) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {

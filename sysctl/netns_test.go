@@ -581,7 +581,7 @@ func TestHostModeConcurrent(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("host mode needs root")
 		}
-		ownHostDir(t)
+		hostDir := ownHostDir(t)
 		dir := t.TempDir()
 		before := sysctl.Snapshot("")
 		a := startHost(t, "host-hold", filepath.Join(dir, "a.json.sysctl-journal"))
@@ -609,6 +609,9 @@ func TestHostModeConcurrent(t *testing.T) {
 		checkApplied(t, false, before)
 		if names, _ := os.ReadDir(dir); len(names) != 0 {
 			t.Errorf("journals left: %v", names)
+		}
+		if names, _ := os.ReadDir(hostDir); len(names) != 0 {
+			t.Errorf("host lock directory left with %v", names)
 		}
 	})
 }

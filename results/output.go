@@ -174,7 +174,7 @@ func WriteFileAtomic(path string, data []byte) error { return WriteOutput(path, 
 // the fallback.
 func writeTarget(path string, data []byte) error {
 	if path == StdoutName {
-		return writeStdout(data)
+		return writeStd(os.Stdout, "standard output", data)
 	}
 	if path == "" {
 		return fmt.Errorf("%w: empty name", ErrOutputUnwritable)
@@ -196,26 +196,50 @@ func writeTarget(path string, data []byte) error {
 	}
 }
 
-// writeStdout writes data to standard output. A closed pipe there
-// (closeload ... --out - | head) would raise SIGPIPE, which kills a Go
-// program writing to descriptor 1; while SIGPIPE is being listened for the
-// write fails with EPIPE instead, and the data can be saved elsewhere.
-func writeStdout(data []byte) error {
+// writeStd writes data to standard output or standard error (f). A closed
+// pipe there (closeload ... --out - | head) would raise SIGPIPE, which
+// kills a Go program writing to descriptor 1 or 2; while SIGPIPE is being
+// listened for the write fails with EPIPE instead, and the data can be
+// saved elsewhere.
+func writeStd(f *os.File, name string, data []byte) error {
 	pipe := make(chan os.Signal, 1)
 	signal.Notify(pipe, syscall.SIGPIPE)
 	defer signal.Stop(pipe)
-	if _, err := os.Stdout.Write(data); err != nil {
-		return fmt.Errorf("write standard output: %w", err)
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
 }
 
+// sameAsStd returns os.Stdout or os.Stderr when fi is the file that
+// descriptor already has open (/dev/stdout, /proc/self/fd/2, a tty).
+func sameAsStd(fi fs.FileInfo) (*os.File, string) {
+	for _, std := range []struct {
+		f    *os.File
+		name string
+	}{{os.Stdout, "standard output"}, {os.Stderr, "standard error"}} {
+		if st, err := std.f.Stat(); err == nil && os.SameFile(fi, st) {
+			return std.f, std.name
+		}
+	}
+	return nil, ""
+}
+
 // writeThrough opens path (following a link) and writes data into it.
 // O_TRUNC empties a regular file a link points to; devices and pipes
-// ignore it.
+// ignore it. A path that is this process's standard output or error is
+// written to that descriptor instead.
 func writeThrough(path string, data []byte) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("%w: %s links to a directory", ErrOutputIsDir, path)
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("%w: %s links to a directory", ErrOutputIsDir, path)
+		}
+		// /dev/stdout is written through the open descriptor, as a
+		// shell does: opening it anew would truncate a file the shell
+		// opened for appending (>>) and lose its offset.
+		if std, name := sameAsStd(fi); std != nil {
+			return writeStd(std, name+" ("+path+")", data)
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, newFileMode)
 	if err != nil {

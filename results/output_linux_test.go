@@ -100,6 +100,36 @@ func TestWriteOutputStdout(t *testing.T) {
 	}
 }
 
+// TestWriteOutputStdoutAppend writes "-" and a link to /proc/self/fd/1
+// from a child whose standard output a shell opened with >> onto a file
+// with content: the record is appended after that content, not written
+// over it from offset 0 (opening /proc/self/fd/1 anew with O_TRUNC would).
+func TestWriteOutputStdoutAppend(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "stdout")
+	if err := os.Symlink("/proc/self/fd/1", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"-", link} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "log")
+			mustWriteFile(t, name, "earlier output\n", 0o644)
+			f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runHelper(t, path, f)
+			f.Close()
+			got := readString(t, name)
+			rest, ok := strings.CutPrefix(got, "earlier output\n")
+			if !ok {
+				t.Fatalf("earlier content lost: %q", got)
+			}
+			checkHelperRecord(t, []byte(rest))
+		})
+	}
+}
+
 // mknod makes a device node like /dev/null (1,3) or /dev/full (1,7) in a
 // temporary directory, so that a regression replaces the test's node, not
 // the host's. It needs root (CAP_MKNOD).

@@ -197,7 +197,7 @@ func writeTarget(path string, data []byte) error {
 }
 
 // writeStd writes data to standard output or standard error (f). A closed
-// pipe there (closeload ... --out - | head) would raise SIGPIPE, which
+// pipe there (a record on "-" piped to head) would raise SIGPIPE, which
 // kills a Go program writing to descriptor 1 or 2; while SIGPIPE is being
 // listened for the write fails with EPIPE instead, and the data can be
 // saved elsewhere.

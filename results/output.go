@@ -412,3 +412,34 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
+
+// SameOutput reports whether two output names end in the same place, so
+// that a command can refuse, before it runs, two outputs that would
+// overwrite each other: both "-", "-" and /dev/stdout, two names of one
+// existing file (through a link, or a relative and an absolute path), or
+// one new path spelled two ways. An empty name is no output.
+func SameOutput(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	ia, errA := outputIdentity(a)
+	ib, errB := outputIdentity(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(ia, ib)
+	}
+	if a == StdoutName || b == StdoutName {
+		return a == b
+	}
+	pa, err1 := filepath.Abs(a)
+	pb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && pa == pb
+}
+
+// outputIdentity is the file an output name writes to: standard output
+// for "-", else the file the name leads to (following links).
+func outputIdentity(name string) (fs.FileInfo, error) {
+	if name == StdoutName {
+		return os.Stdout.Stat()
+	}
+	return os.Stat(name)
+}

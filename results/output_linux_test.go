@@ -389,3 +389,15 @@ func TestWriteOutputStdoutClosedPipe(t *testing.T) {
 		})
 	}
 }
+
+// TestSameOutputDevStdout checks that "-" and a link to /proc/self/fd/1
+// (what /dev/stdout is) are one output.
+func TestSameOutputDevStdout(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "stdout")
+	if err := os.Symlink("/proc/self/fd/1", link); err != nil {
+		t.Fatal(err)
+	}
+	if !SameOutput("-", link) || !SameOutput(link, "-") {
+		t.Errorf("SameOutput(-, %s) = false", link)
+	}
+}

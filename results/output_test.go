@@ -263,3 +263,35 @@ func TestSavedElsewhereUnwraps(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+func TestSameOutput(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "r.json")
+	mustWriteFile(t, file, "x", 0o644)
+	os.Symlink("r.json", filepath.Join(dir, "latest.json"))
+	t.Chdir(dir)
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"-", "-", true},
+		{file, "r.json", true},
+		{file, filepath.Join(dir, "latest.json"), true},
+		{"new.hlog", filepath.Join(dir, "new.hlog"), true},
+		{"new.hlog", "./sub/../new.hlog", true},
+		{"r.json", "new.hlog", false},
+		{"-", "r.json", false},
+		{"-", "new.json", false},
+		{"", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.a+"|"+tc.b, func(t *testing.T) {
+			if got := SameOutput(tc.a, tc.b); got != tc.want {
+				t.Errorf("SameOutput(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+			}
+			if got := SameOutput(tc.b, tc.a); got != tc.want {
+				t.Errorf("SameOutput(%q, %q) = %v, want %v (not symmetric)", tc.b, tc.a, got, tc.want)
+			}
+		})
+	}
+}

@@ -228,7 +228,8 @@ func sameAsStd(fi fs.FileInfo) (*os.File, string) {
 // writeThrough opens path (following a link) and writes data into it.
 // O_TRUNC empties a regular file a link points to; devices and pipes
 // ignore it. A path that is this process's standard output or error is
-// written to that descriptor instead.
+// written to that descriptor instead. A named pipe must get a reader
+// within pipeReaderWait.
 func writeThrough(path string, data []byte) error {
 	if fi, err := os.Stat(path); err == nil {
 		if fi.IsDir() {
@@ -241,7 +242,13 @@ func writeThrough(path string, data []byte) error {
 			return writeStd(std, name+" ("+path+")", data)
 		}
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, newFileMode)
+	var f *os.File
+	var err error
+	if fi, serr := os.Stat(path); serr == nil && fi.Mode()&fs.ModeNamedPipe != 0 {
+		f, err = openPipe(path)
+	} else {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, newFileMode)
+	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

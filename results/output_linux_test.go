@@ -226,6 +226,32 @@ func TestWriteOutputFIFO(t *testing.T) {
 	}
 }
 
+// TestWriteOutputFIFONoReader writes to a named pipe nobody opens: the
+// write gives up after the bounded wait instead of holding the process,
+// and the record goes to TMPDIR.
+func TestWriteOutputFIFONoReader(t *testing.T) {
+	old := pipeReaderWait
+	pipeReaderWait = 200 * time.Millisecond
+	defer func() { pipeReaderWait = old }()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	err := Write(fifo, sampleRun(t))
+	var se *SavedElsewhere
+	if !errors.As(err, &se) || filepath.Dir(se.Path) != tmp || !strings.Contains(err.Error(), "no reader") {
+		t.Fatalf("err = %v, want *SavedElsewhere in %s saying no reader came", err, tmp)
+	}
+	if _, err := ReadFile(se.Path); err != nil {
+		t.Errorf("saved record: %v", err)
+	}
+	if fi, _ := os.Lstat(fifo); fi.Mode()&fs.ModeNamedPipe == 0 {
+		t.Fatalf("pipe replaced: %v", fi.Mode())
+	}
+}
+
 // TestWriteOutputUmask000 creates records, an interval log and a shard log
 // under umask 000: all 0644, none world-writable.
 func TestWriteOutputUmask000(t *testing.T) {
@@ -399,5 +425,33 @@ func TestSameOutputDevStdout(t *testing.T) {
 	}
 	if !SameOutput("-", link) || !SameOutput(link, "-") {
 		t.Errorf("SameOutput(-, %s) = false", link)
+	}
+}
+
+// TestWriteOutputFIFOLarge writes more than a pipe holds (1 MiB) to a
+// named pipe: the non-blocking open must not turn a full pipe into a
+// short write; the reader gets every byte.
+func TestWriteOutputFIFOLarge(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	got := make(chan []byte, 1)
+	go func() {
+		f, err := os.Open(fifo)
+		if err != nil {
+			got <- nil
+			return
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		got <- b
+	}()
+	if err := WriteOutput(fifo, data); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatalf("reader got %d bytes, want %d", len(b), len(data))
 	}
 }

@@ -19,3 +19,6 @@ func writable(path string) bool {
 
 // keepOwner is a no-op where files have no Unix owner.
 func keepOwner(*os.File, fs.FileInfo) {}
+
+// openPipe opens a named pipe for writing (no non-blocking open here).
+func openPipe(path string) (*os.File, error) { return os.OpenFile(path, os.O_WRONLY, 0) }

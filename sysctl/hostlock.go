@@ -102,9 +102,9 @@ func lockHost() (*hostLock, hostHolder, error) {
 			}
 		}
 		if err != nil {
-			h := parseHostHolder(f)
-			f.Close()
+			defer f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
+				h := busyHolder(f)
 				return nil, h, fmt.Errorf("%w: %s holds %s", ErrHostBusy, h, path)
 			}
 			return nil, hostHolder{}, fmt.Errorf("host lock %s: %w", path, err)
@@ -119,6 +119,23 @@ func lockHost() (*hostLock, hostHolder, error) {
 		f.Close()
 	}
 	return nil, hostHolder{}, fmt.Errorf("host lock %s: replaced %d times while being taken", path, lockAttempts)
+}
+
+// holderWait bounds how long a refused run waits for the holder, which
+// writes its name right after it takes the lock, to appear in the file.
+const holderWait = time.Second
+
+// busyHolder reads the live holder from the lock file f, giving it a
+// moment when it has only just taken the lock.
+func busyHolder(f *os.File) hostHolder {
+	deadline := time.Now().Add(holderWait)
+	for {
+		h := parseHostHolder(io.NewSectionReader(f, 0, 64<<10))
+		if h.PID > 0 || time.Now().After(deadline) {
+			return h
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // setHolder records the holder in the lock file, durably.

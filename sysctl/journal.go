@@ -126,19 +126,31 @@ func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) 
 		}
 		return nil, fmt.Errorf("%w: %s: %s ended without restoring, so the host may still have its changes; run 'closeload sysctl restore %s' first", ErrJournalExists, left, who, left)
 	}
-	j, err := startJournal(procRoot, journalPath, lock, as)
-	if err != nil {
+	// Name this run in the lock file at once: a run refused meanwhile
+	// reads who holds the host. Every failure below clears it again,
+	// unless a journal was left that still has to be restored.
+	if err := lock.setHolder(hostHolder{PID: os.Getpid(), Journal: journalPath, Since: time.Now().UTC()}); err != nil {
 		lock.unlock()
+		return nil, err
+	}
+	release := func() {
+		if leftoverJournal(hostHolder{}, journalPath) == "" {
+			_ = lock.setHolder(hostHolder{})
+		}
+		lock.unlock()
+	}
+	j, err := startJournal(procRoot, journalPath, as)
+	if err != nil {
+		release()
 		return nil, err
 	}
 	if err := Apply(procRoot, as); err != nil {
 		// Apply put back what it wrote; the journal goes only once every
 		// key reads its old value again, else it stays for a restore.
-		defer lock.unlock()
+		defer release()
 		if rerr := restoreEntries(procRoot, journalPath, j.Entries); rerr != nil {
 			return nil, fmt.Errorf("%w; afterwards: %w", err, rerr)
 		}
-		_ = lock.setHolder(hostHolder{})
 		return nil, err
 	}
 	j.lock = lock
@@ -146,10 +158,8 @@ func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) 
 	return j, nil
 }
 
-// startJournal reads the old values and writes the journal, with the
-// holder recorded in the lock file first: from then on a crash leaves a
-// trail to the journal.
-func startJournal(procRoot, journalPath string, lock *hostLock, as []Assignment) (*Journal, error) {
+// startJournal reads the old values and writes the journal durably.
+func startJournal(procRoot, journalPath string, as []Assignment) (*Journal, error) {
 	j := &Journal{
 		Version:  JournalVersion,
 		BootID:   bootID(procRoot),
@@ -170,13 +180,7 @@ func startJournal(procRoot, journalPath string, lock *hostLock, as []Assignment)
 		}
 		j.Entries = append(j.Entries, JournalEntry{Key: a.Key, Old: old, New: a.Value})
 	}
-	if err := lock.setHolder(hostHolder{PID: j.PID, Journal: journalPath, Since: j.Created}); err != nil {
-		return nil, err
-	}
 	if err := j.write(); err != nil {
-		if leftoverJournal(hostHolder{}, journalPath) == "" {
-			_ = lock.setHolder(hostHolder{})
-		}
 		return nil, err
 	}
 	return j, nil

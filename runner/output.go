@@ -2,53 +2,13 @@ package runner
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/closeload/closeload/results"
 )
-
-// errIsDir marks an output path that is an existing directory.
-var errIsDir = errors.New("is a directory; give a file name")
-
-// checkOutput makes sure a file can be written at path once the run ends,
-// without creating anything: "-" is standard output; an existing
-// directory is refused; otherwise the nearest existing parent must be a
-// writable directory.
-func checkOutput(path string) error {
-	if path == "-" {
-		return nil
-	}
-	if fi, err := os.Stat(path); err == nil {
-		if fi.IsDir() {
-			return errIsDir
-		}
-		return nil
-	}
-	dir := filepath.Dir(path)
-	for {
-		fi, err := os.Stat(dir)
-		if err == nil {
-			if !fi.IsDir() {
-				return fmt.Errorf("%s is not a directory", dir)
-			}
-			if err := accessWrite(dir); err != nil {
-				return fmt.Errorf("directory %s: %w", dir, err)
-			}
-			return nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return err
-		}
-		dir = parent
-	}
-}
 
 // hostHasAddr reports whether an interface of this host has a.
 func hostHasAddr(a netip.Addr) bool {

@@ -91,7 +91,7 @@ func (e *procsEngine) start(ctx context.Context) error {
 		c := &shardChild{index: i}
 		var stderr = e.out.Stderr
 		if e.dir != "" {
-			f, err := createLog(filepath.Join(e.dir, fmt.Sprintf("shard-%d.log", i)))
+			f, err := results.CreateLog(filepath.Join(e.dir, fmt.Sprintf("shard-%d.log", i)))
 			if err != nil {
 				e.kill()
 				return err
@@ -111,16 +111,6 @@ func (e *procsEngine) start(ctx context.Context) error {
 		e.running.Add(1)
 	}
 	return nil
-}
-
-// createLog creates a shard log, never world-writable.
-func createLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	_ = f.Chmod(0o644)
-	return f, nil
 }
 
 // shardPlan is shard i's plan: the parent's, less what the parent owns

@@ -274,12 +274,12 @@ func (p *Plan) checkSources() error {
 // writing anything.
 func (p *Plan) checkOutputs() error {
 	if p.Out != "" {
-		if err := checkOutput(p.Out); err != nil {
+		if err := results.CheckOutput(p.Out); err != nil {
 			return fieldErr("Out", "%s: %v", p.Out, err)
 		}
 	}
 	if p.Hlog != "" {
-		if err := checkOutput(p.Hlog); err != nil {
+		if err := results.CheckOutput(p.Hlog); err != nil {
 			return fieldErr("Hlog", "%s: %v", p.Hlog, err)
 		}
 		if p.Storm != nil || p.Procs > 1 || p.Procs == ProcsAuto {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/closeload/closeload/kernel"
 )
 
 // Sentinel errors of host mode.
@@ -162,8 +164,8 @@ func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) 
 func startJournal(procRoot, journalPath string, as []Assignment) (*Journal, error) {
 	j := &Journal{
 		Version:  JournalVersion,
-		BootID:   bootID(procRoot),
-		Netns:    netnsID(procRoot),
+		BootID:   kernel.NewFS(procRoot).BootID(),
+		Netns:    kernel.NewFS(procRoot).NetnsID(),
 		PID:      os.Getpid(),
 		Exe:      selfExe(),
 		Created:  time.Now().UTC(),
@@ -263,7 +265,7 @@ func RestoreJournal(path, procRoot string) error {
 	if err != nil {
 		return err
 	}
-	if cur := bootID(procRoot); j.BootID != cur {
+	if cur := kernel.NewFS(procRoot).BootID(); j.BootID != cur {
 		return fmt.Errorf("%w: %s was written during boot %s, this is boot %s: the reboot already reset these values, so nothing was restored; delete the journal", ErrJournalBoot, path, j.BootID, cur)
 	}
 	lock, holder, err := lockHost()
@@ -274,7 +276,7 @@ func RestoreJournal(path, procRoot string) error {
 		return err
 	}
 	defer lock.unlock()
-	if cur := netnsID(procRoot); j.Netns != cur {
+	if cur := kernel.NewFS(procRoot).NetnsID(); j.Netns != cur {
 		return fmt.Errorf("%w: %s records namespace %s, this process is in %s; nothing was restored (run the restore in that namespace)", ErrJournalNetns, path, j.Netns, cur)
 	}
 	err = restoreEntries(procRoot, path, j.Entries)
@@ -431,28 +433,6 @@ func (j *Journal) write() error {
 		return fmt.Errorf("sysctl journal %s: sync directory: %w", j.path, werr)
 	}
 	return nil
-}
-
-// bootID identifies the current boot; empty when unreadable.
-func bootID(procRoot string) string {
-	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/random/boot_id"))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// netnsID identifies the calling process's network namespace under
-// procRoot (a fake tree may hold a plain file there).
-func netnsID(procRoot string) string {
-	p := filepath.Join(procRoot, "self/ns/net")
-	if s, err := os.Readlink(p); err == nil {
-		return s
-	}
-	if b, err := os.ReadFile(p); err == nil {
-		return strings.TrimSpace(string(b))
-	}
-	return ""
 }
 
 // selfExe is this process's binary, "" when unknown.

@@ -516,15 +516,21 @@ func TestHostSysctlEndToEnd(t *testing.T) {
 			}
 		}
 
-		cmd, journal := start("term")
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		restored("after SIGTERM")
-		if _, err := os.Stat(journal); err == nil {
-			t.Error("journal left after SIGTERM")
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
+			cmd, journal := start("sig" + strconv.Itoa(int(sig)))
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			restored("after " + sig.String())
+			if _, err := os.Stat(journal); err == nil {
+				t.Errorf("journal left after %v", sig)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) {
+				t.Errorf("%v: exit %v, want %d", sig, err, 128+int(sig))
+			}
 		}
 
-		cmd, journal = start("kill")
+		cmd, journal := start("kill")
 		cmd.Process.Kill()
 		cmd.Wait()
 		if v, _ := sysctl.Read("", "net.ipv4.tcp_fin_timeout"); v != "17" {

@@ -59,7 +59,7 @@ unfinished, cycles, attempts; prefix a scenario for its own figure
 			}
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			summary := stdout
-			if p.Out == "-" {
+			if results.SameOutput(p.Out, "-") {
 				summary = stderr // the record itself goes to standard output
 			}
 			rec, err := runner.Run(cmd.Context(), &p, runner.Output{Stdout: stdout, Stderr: stderr, Progress: true, Abort: abortOf(cmd)})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -285,4 +286,68 @@ func TestInterruptExitStatus(t *testing.T) {
 			t.Fatalf("record: interrupted=%v verdict %+v cycles=%d", r.Interrupted, r.Verdict, r.Totals.Cycles)
 		}
 	}
+}
+
+// TestSafeOutputs writes the record to standard output, through a
+// symlink and through /dev/stdout: written through, never replaced.
+func TestSafeOutputs(t *testing.T) {
+	short := []string{"run", "-s", "client-halfclose", "-c", "2", "-d", "300ms"}
+	t.Run("dash is stdout", func(t *testing.T) {
+		code, stdout, stderr := run(t, append(short, "--out", "-")...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if _, err := results.Read(strings.NewReader(stdout)); err != nil {
+			t.Errorf("stdout is not the record: %v\n%s", err, stdout)
+		}
+		if !strings.Contains(stderr, "verdict: ok") {
+			t.Errorf("summary not on stderr: %s", stderr)
+		}
+		if _, err := os.Stat("-"); err == nil {
+			t.Error("a file named - was made")
+		}
+	})
+	t.Run("symlink kept", func(t *testing.T) {
+		dir := t.TempDir()
+		target, link := filepath.Join(dir, "real.json"), filepath.Join(dir, "link.json")
+		os.WriteFile(target, []byte("old"), 0o600)
+		os.Symlink(target, link)
+		if code, _, stderr := run(t, append(short, "--out", link)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		fi, err := os.Lstat(link)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("the link was replaced: %v %v", fi.Mode(), err)
+		}
+		st, _ := os.Stat(target)
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("target mode %v, want 0600 kept", st.Mode().Perm())
+		}
+		if _, err := results.ReadFile(target); err != nil {
+			t.Errorf("target does not hold the record: %v", err)
+		}
+	})
+	t.Run("dev stdout", func(t *testing.T) {
+		before, err := os.Lstat("/dev/stdout")
+		if err != nil {
+			t.Skip("no /dev/stdout")
+		}
+		outFile := filepath.Join(t.TempDir(), "captured")
+		f, _ := os.Create(outFile)
+		cmd := exec.Command(binary, append(short, "--out", "/dev/stdout")...)
+		cmd.Stdout = f
+		err = cmd.Run()
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(outFile)
+		if _, err := results.Read(bytes.NewReader(b)); err != nil {
+			t.Errorf("stdout does not hold the record: %v", err)
+		}
+		after, err := os.Lstat("/dev/stdout")
+		if err != nil || after.Mode() != before.Mode() {
+			t.Errorf("/dev/stdout changed: %v -> %v (%v)", before.Mode(), after.Mode(), err)
+		}
+	})
 }

@@ -1,0 +1,290 @@
+package metrics_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/internal/nstest"
+	"github.com/closeload/closeload/metrics"
+	"github.com/closeload/closeload/workload"
+)
+
+// scrapeInterval is how often the test's Prometheus scrapes the exporter.
+const scrapeInterval = 200 * time.Millisecond
+
+// promServer is a Prometheus process the test started, on loopback only.
+type promServer struct {
+	api string // http://127.0.0.1:PORT
+}
+
+// startPrometheus starts Debian's prometheus with a config scraping target
+// (host:port) every scrapeInterval; its data lives in a temp dir, and the
+// process is killed by PID when the test ends.
+func startPrometheus(t *testing.T, target string) *promServer {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv(nstest.RequireEnv) == "1" {
+			t.Fatalf("prometheus not installed (apt-get install prometheus; .ci/run does) and %s=1", nstest.RequireEnv)
+		}
+		t.Skip("prometheus not installed (apt-get install prometheus)")
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: %[1]s
+  scrape_timeout: %[1]s
+scrape_configs:
+  - job_name: closeload
+    static_configs:
+      - targets: [%[2]q]
+`, scrapeInterval, target)
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeLoopbackPort(t)
+	cmd := exec.Command(bin,
+		"--config.file="+cfgPath,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+listen,
+		"--log.level=warn",
+	)
+	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // our own child, by PID
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("prometheus (pid %d) log:\n%s", pid, b)
+		}
+	})
+	p := &promServer{api: "http://" + listen}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.api + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus (pid %d) not ready on %s after 30s: %v", pid, listen, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freeLoopbackPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// query runs an instant PromQL query and returns each series' value by the
+// given label (or "" for a single unlabelled result).
+func (p *promServer) query(t *testing.T, q, by string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(p.api + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("query %s: %v", q, err)
+	}
+	if body.Status != "success" {
+		t.Fatalf("query %s: %s %s", q, body.Status, body.Error)
+	}
+	out := map[string]float64{}
+	for _, r := range body.Data.Result {
+		s, _ := r.Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			t.Fatalf("query %s: value %v: %v", q, r.Value[1], err)
+		}
+		out[r.Metric[by]] = v
+	}
+	return out
+}
+
+// TestPrometheusScrapesARun drives a short real run (built-in target, pool,
+// latency sink) in a fresh network namespace, lets a real Prometheus scrape
+// the exporter while it goes, and checks what Prometheus stored against the
+// pool's own counts.
+func TestPrometheusScrapesARun(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		scen := workload.ClientHalfClose
+		target, err := workload.StartTarget(workload.TargetConfig{
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenarios: []workload.Scenario{scen},
+			Acceptors: 2, RequestSize: 16, ResponseSize: 16, Timeout: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer target.Close()
+		sink := collector.NewLatencySink(1)
+		pool, err := workload.NewPool(workload.Config{
+			Mix: workload.NewMix(scen), Targets: target.Addrs(), Conns: 2,
+			Sources:  workload.DefaultSources(netip.MustParseAddr("127.0.0.1"))[:4],
+			Duration: 2 * time.Second, RequestSize: 16, ResponseSize: 16, Timeout: 5 * time.Second,
+		}, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := target.Addrs()[0].Port()
+		states, err := collector.OpenStateSource(collector.StateQuery{Ports: []uint16{port}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer states.Close()
+
+		var mu sync.Mutex // the state source is not safe for concurrent scrapes
+		var census collector.Counts
+		e := metrics.New("prom-test")
+		e.SetProvider(func() metrics.Live {
+			c := metrics.FromCounts(scen.String(), metrics.SideClient, pool.LiveCounts(0))
+			c.Phases = sink.Totals()[0]
+			tc := metrics.FromCounts(scen.String(), metrics.SideTarget, target.Counts(scen))
+			mu.Lock()
+			defer mu.Unlock()
+			census.Reset()
+			l := metrics.Live{Scenarios: []metrics.ScenarioLive{c, tc}}
+			if states.Count(&census) == nil {
+				all, orphans := metrics.StateMaps(&census)
+				l.States = map[string]map[string]uint64{metrics.SideAll: all}
+				l.Orphans = map[string]map[string]uint64{metrics.SideAll: orphans}
+			}
+			return l
+		})
+		srv, err := metrics.Listen("127.0.0.1:0", e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		prom := startPrometheus(t, srv.Addr().String())
+		// Prometheus hands new targets to its scrapers after a few seconds:
+		// start the run once the exporter has been scraped.
+		deadline := time.Now().Add(30 * time.Second)
+		for prom.query(t, `up{job="closeload"}`, "")[""] != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("prometheus did not scrape the exporter within 30s")
+			}
+			time.Sleep(scrapeInterval)
+		}
+
+		if err := pool.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		final := pool.LiveCounts(0)
+		if final.Cycles < 100 {
+			t.Fatalf("the run completed %d connections; want at least 100 to have something to scrape", final.Cycles)
+		}
+		completed := fmt.Sprintf(`%s{run_id="prom-test",scenario=%q,side="client",outcome="completed"}`, metrics.Connections, scen)
+		// Wait (bounded) for a scrape after the run's end.
+		deadline = time.Now().Add(15 * time.Second)
+		for prom.query(t, completed, "")[""] != float64(final.Cycles) {
+			if time.Now().After(deadline) {
+				t.Fatalf("prometheus has %v for %s, the pool completed %d", prom.query(t, completed, ""), completed, final.Cycles)
+			}
+			time.Sleep(scrapeInterval)
+		}
+
+		client := fmt.Sprintf(`{run_id="prom-test",scenario=%q,side="client"}`, scen)
+		if got := prom.query(t, metrics.ConnectionAttempts+client, "")[""]; got != float64(final.Attempts) {
+			t.Errorf("%s = %v, pool attempts %d", metrics.ConnectionAttempts, got, final.Attempts)
+		}
+		errs := prom.query(t, fmt.Sprintf(`sum(%s%s)`, metrics.Errors, client), "")[""]
+		if errs != float64(final.ErrorTotal()) {
+			t.Errorf("sum of %s = %v, pool errors %d", metrics.Errors, errs, final.ErrorTotal())
+		}
+		bytes := prom.query(t, metrics.Bytes+client, "direction")
+		if bytes["sent"] != float64(final.Sent) || bytes["received"] != float64(final.Received) {
+			t.Errorf("%s = %v, pool sent %d received %d", metrics.Bytes, bytes, final.Sent, final.Received)
+		}
+		if got := prom.query(t, metrics.InFlight+client, "")[""]; got != 0 {
+			t.Errorf("%s = %v after the run, want 0", metrics.InFlight, got)
+		}
+		// The counter moved while the run went on: Prometheus saw it live.
+		if ch := prom.query(t, fmt.Sprintf(`changes(%s%s[1m])`, metrics.ConnectionAttempts, client), "")[""]; ch < 2 {
+			t.Errorf("attempts changed %v times across scrapes, want at least 2 (scraped during the run)", ch)
+		}
+		// The target served what the client completed (its last closes may
+		// lag; every connection ended on both sides by now).
+		tgt := prom.query(t, fmt.Sprintf(`%s{run_id="prom-test",side="target",outcome="completed"}`, metrics.Connections), "")[""]
+		if tgt < float64(final.Cycles)*0.99 || tgt > float64(final.Attempts) {
+			t.Errorf("target completed %v, want within [%v, %d]", tgt, float64(final.Cycles)*0.99, final.Attempts)
+		}
+
+		// Latency: the histogram count is the sink's, the median lies in
+		// the bucket of the HdrHistogram's median.
+		total := sink.Totals()[0][collector.PhaseTotal]
+		cnt := prom.query(t, fmt.Sprintf(`%s_count{run_id="prom-test",phase="total"}`, metrics.PhaseSeconds), "")[""]
+		if cnt != float64(total.TotalCount()) {
+			t.Errorf("%s_count = %v, sink recorded %d", metrics.PhaseSeconds, cnt, total.TotalCount())
+		}
+		med := prom.query(t, fmt.Sprintf(`histogram_quantile(0.5, %s_bucket{run_id="prom-test",phase="total"})`, metrics.PhaseSeconds), "")[""]
+		hdrMed := float64(total.ValueAtQuantile(50)) / 1e9
+		lo, hi := bucketAround(med)
+		if math.IsNaN(med) || hdrMed < lo*0.99 || hdrMed > hi*1.01 {
+			t.Errorf("prometheus median %v s (bucket %v..%v), HdrHistogram median %v s", med, lo, hi, hdrMed)
+		}
+
+		// Socket states: client-halfclose leaves TIME_WAIT on the client,
+		// one per completed connection (a few end in RST instead).
+		tw := prom.query(t, fmt.Sprintf(`%s{run_id="prom-test",side="all",state="TIME_WAIT"}`, metrics.SocketStates), "")[""]
+		if tw < float64(final.Cycles)*0.9 || tw > float64(final.Attempts) {
+			t.Errorf("TIME_WAIT %v, want within [%v, %d]", tw, float64(final.Cycles)*0.9, final.Attempts)
+		}
+		t.Logf("run: %d attempts, %d completed, %d errors; prometheus: TIME_WAIT %v, median total %.1f µs (hdr %.1f µs)",
+			final.Attempts, final.Cycles, final.ErrorTotal(), tw, med*1e6, hdrMed*1e6)
+	})
+}
+
+// bucketAround returns the bounds of the histogram bucket v falls in.
+func bucketAround(v float64) (lo, hi float64) {
+	for _, b := range metrics.BucketBounds {
+		if v <= b {
+			return lo, b
+		}
+		lo = b
+	}
+	return lo, math.Inf(1)
+}

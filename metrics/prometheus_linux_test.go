@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,7 +113,17 @@ func freeLoopbackPort(t *testing.T) string {
 // given label (or "" for a single unlabelled result).
 func (p *promServer) query(t *testing.T, q, by string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(p.api + "/api/v1/query?query=" + url.QueryEscape(q))
+	return p.queryAt(t, q, by, time.Time{})
+}
+
+// queryAt is query evaluated at time at (zero: now).
+func (p *promServer) queryAt(t *testing.T, q, by string, at time.Time) map[string]float64 {
+	t.Helper()
+	u := p.api + "/api/v1/query?query=" + url.QueryEscape(q)
+	if !at.IsZero() {
+		u += "&time=" + strconv.FormatFloat(float64(at.UnixMilli())/1e3, 'f', 3, 64)
+	}
+	resp, err := http.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +203,7 @@ func TestPrometheusScrapesARun(t *testing.T) {
 				l.States = map[string]map[string]uint64{metrics.SideAll: all}
 				l.Orphans = map[string]map[string]uint64{metrics.SideAll: orphans}
 			}
+			l.Counters, _ = collector.ReadCounters("")
 			return l
 		})
 		srv, err := metrics.Listen("127.0.0.1:0", e)
@@ -210,9 +222,11 @@ func TestPrometheusScrapesARun(t *testing.T) {
 			time.Sleep(scrapeInterval)
 		}
 
+		runStart := time.Now()
 		if err := pool.Run(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		midRun := runStart.Add(time.Since(runStart) / 2)
 		final := pool.LiveCounts(0)
 		if final.Cycles < 100 {
 			t.Fatalf("the run completed %d connections; want at least 100 to have something to scrape", final.Cycles)
@@ -273,6 +287,26 @@ func TestPrometheusScrapesARun(t *testing.T) {
 		if tw < float64(final.Cycles)*0.9 || tw > float64(final.Attempts) {
 			t.Errorf("TIME_WAIT %v, want within [%v, %d]", tw, float64(final.Cycles)*0.9, final.Attempts)
 		}
+		// Every dashboard query runs in this Prometheus; those of the
+		// figures this run has (no tracer, no watch ports here) show data
+		// in the middle of the run.
+		queries, variable := dashboardQueries(t)
+		if v := prom.query(t, strings.TrimSuffix(strings.TrimPrefix(variable, "label_values("), ", run_id)"), "run_id"); len(v) == 0 {
+			t.Errorf("the run_id variable's query %s finds no series", variable)
+		}
+		noData := map[string]bool{metrics.PortSocketStates: true, metrics.Resets: true, metrics.StateTransitions: true, metrics.SocketOrphans: true}
+		for _, q := range queries {
+			expr := resolve(q.Expr, "prom-test", "1s")
+			got := prom.queryAt(t, expr, "", midRun)
+			if len(got) == 0 && !noData[seriesName.FindString(q.Expr)] {
+				t.Errorf("panel %q shows nothing in the middle of the run: %s", q.Panel, expr)
+			}
+		}
+		rate := prom.queryAt(t, resolve(queries[0].Expr, "prom-test", "1s"), "outcome", midRun)
+		if rate["completed"] <= 0 {
+			t.Errorf("panel %q: completed rate %v in the middle of the run, want > 0", queries[0].Panel, rate)
+		}
+
 		t.Logf("run: %d attempts, %d completed, %d errors; prometheus: TIME_WAIT %v, median total %.1f µs (hdr %.1f µs)",
 			final.Attempts, final.Cycles, final.ErrorTotal(), tw, med*1e6, hdrMed*1e6)
 	})

@@ -155,7 +155,7 @@ func TestExporterServesEveryFamily(t *testing.T) {
 		{metrics.KernelLevel, map[string]string{"counter": "Sockstat.TCP.tw"}, 40},
 	}
 	for _, c := range checks {
-		t.Run(c.name+fmt.Sprint(c.labels), func(t *testing.T) {
+		t.Run(c.name+"/"+fmt.Sprint(c.labels), func(t *testing.T) {
 			m := value(t, fams, c.name, c.labels)
 			got := m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 			if got != c.want {

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/metrics"
@@ -60,4 +61,43 @@ func BenchmarkScrape(b *testing.B) {
 		bytes = w.Body.Len()
 	}
 	b.ReportMetric(float64(bytes), "bytes/scrape")
+}
+
+// BenchmarkRecordWhileScraped is BenchmarkRecordPhases (benchmarks/) with a
+// scraper copying the sink's histograms every 100 ms meanwhile: what a
+// worker pays when its flush meets a scrape holding the sink's lock.
+func BenchmarkRecordWhileScraped(b *testing.B) {
+	sink := benchSink(1, 300_000)
+	e := metrics.New("bench")
+	e.SetProvider(func() metrics.Live {
+		s := metrics.ScenarioLive{Scenario: "client-halfclose", Side: metrics.SideClient, Phases: sink.Totals()[0]}
+		return metrics.Live{Scenarios: []metrics.ScenarioLive{s}}
+	})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_, _ = e.Gatherer().Gather()
+			}
+		}
+	}()
+	rec := sink.NewRecorder()
+	tm := collector.Timings{18_000, 190_000, 180_000, 240_000}
+	b.ReportAllocs()
+	i := int64(0)
+	for b.Loop() {
+		i++
+		tm[collector.PhaseTotal] = 240_000 + i%4096
+		rec.Record(0, &tm)
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
 }

@@ -25,7 +25,6 @@ func fullLive() metrics.Live {
 	c.Errors[workload.ErrReset] = 7
 	c.Errors[workload.ErrAddrNotAvailable] = 5
 	s := metrics.FromCounts("client-halfclose", metrics.SideClient, c)
-	s.Held = 2
 	h := results.NewHistogram()
 	for _, v := range []int64{40_000, 90_000, 90_000, 300_000, 2_000_000} { // ns
 		_ = h.RecordValue(v)
@@ -36,6 +35,7 @@ func fullLive() metrics.Live {
 		Scenarios: []metrics.ScenarioLive{s, metrics.FromCounts("client-halfclose", metrics.SideTarget, workload.Counts{Attempts: 110, Cycles: 110})},
 		States:    map[string]map[string]uint64{metrics.SideClient: states, metrics.SideTarget: {"LISTEN": 1}},
 		Orphans:   map[string]map[string]uint64{metrics.SideClient: orphans},
+		Held:      map[string]uint64{metrics.SideClient: 2},
 		Ports:     []metrics.PortStates{{Port: 9000, States: map[string]uint64{"TIME_WAIT": 40}}},
 		Events: &metrics.KernelEvents{
 			Transitions: []metrics.Transition{{From: "FIN_WAIT2", To: "CLOSE", Count: 100}},
@@ -141,7 +141,7 @@ func TestExporterServesEveryFamily(t *testing.T) {
 		{metrics.Bytes, with("direction", "sent"), 1600},
 		{metrics.Bytes, with("direction", "received"), 1700},
 		{metrics.InFlight, client, 8},
-		{metrics.Held, client, 2},
+		{metrics.Held, map[string]string{"side": "client"}, 2},
 		{metrics.LateStarts, client, 3},
 		{metrics.InFlight, map[string]string{"side": "target"}, 0},
 		{metrics.SocketStates, map[string]string{"side": "client", "state": "TIME_WAIT"}, 40},

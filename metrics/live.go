@@ -18,6 +18,10 @@ type Live struct {
 	Scenarios []ScenarioLive
 	// States counts TCP sockets: side -> state name -> sockets.
 	States map[string]map[string]uint64
+	// Held counts connections a side holds open on purpose (the hold
+	// scenarios): side -> connections. The workload keeps one figure per
+	// side, not per scenario.
+	Held map[string]uint64
 	// Orphans counts those without a descriptor: side -> state -> sockets.
 	Orphans map[string]map[string]uint64
 	// Ports counts sockets per watched port (closeload watch).
@@ -48,7 +52,6 @@ type ScenarioLive struct {
 	BytesReceived uint64
 	// InFlight is attempts not yet ended.
 	InFlight   uint64
-	Held       uint64
 	LateStarts uint64
 	// Phases are cumulative latency histograms in nanoseconds, one per
 	// phase (collector.PhaseNames); nil or empty ones are not exported.
@@ -76,7 +79,7 @@ type KernelEvents struct {
 }
 
 // FromCounts turns one side's workload counters for one scenario into a
-// ScenarioLive; the caller adds Held, Unfinished and Phases. In flight is
+// ScenarioLive; the caller adds Unfinished and Phases. In flight is
 // attempts minus ended connections; the counters are read one after another
 // while the run goes on, so it is clamped at zero.
 func FromCounts(scenario, side string, c workload.Counts) ScenarioLive {

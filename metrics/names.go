@@ -19,7 +19,7 @@ const (
 	// InFlight is the number of connections started and not yet ended.
 	InFlight = "closeload_in_flight"
 	// Held is the number of connections a side holds open on purpose (the
-	// hold scenarios).
+	// hold scenarios), by side.
 	Held = "closeload_held_connections"
 	// LateStarts counts open-loop connections that started after their
 	// intended time (coordinated omission made visible).

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,8 +171,9 @@ func TestPrometheusScrapesARun(t *testing.T) {
 		}
 		defer target.Close()
 		sink := collector.NewLatencySink(1)
+		mix := workload.NewMix(scen)
 		pool, err := workload.NewPool(workload.Config{
-			Mix: workload.NewMix(scen), Targets: target.Addrs(), Conns: 2,
+			Mix: mix, Targets: target.Addrs(), Conns: 2,
 			Sources:  workload.DefaultSources(netip.MustParseAddr("127.0.0.1"))[:4],
 			Duration: 2 * time.Second, RequestSize: 16, ResponseSize: 16, Timeout: 5 * time.Second,
 		}, sink)
@@ -181,27 +181,17 @@ func TestPrometheusScrapesARun(t *testing.T) {
 			t.Fatal(err)
 		}
 		port := target.Addrs()[0].Port()
-		states, err := collector.OpenStateSource(collector.StateQuery{Ports: []uint16{port}})
+		census, err := metrics.OpenCensus(collector.StateQuery{Ports: []uint16{port}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer states.Close()
-
-		var mu sync.Mutex // the state source is not safe for concurrent scrapes
-		var census collector.Counts
+		defer census.Close()
 		e := metrics.New("prom-test")
+		loop := metrics.LoopProvider(mix, pool, target, sink)
 		e.SetProvider(func() metrics.Live {
-			c := metrics.FromCounts(scen.String(), metrics.SideClient, pool.LiveCounts(0))
-			c.Phases = sink.Totals()[0]
-			tc := metrics.FromCounts(scen.String(), metrics.SideTarget, target.Counts(scen))
-			mu.Lock()
-			defer mu.Unlock()
-			census.Reset()
-			l := metrics.Live{Scenarios: []metrics.ScenarioLive{c, tc}}
-			if states.Count(&census) == nil {
-				all, orphans := metrics.StateMaps(&census)
-				l.States = map[string]map[string]uint64{metrics.SideAll: all}
-				l.Orphans = map[string]map[string]uint64{metrics.SideAll: orphans}
+			l := loop()
+			if err := census.Fill(&l, metrics.SideAll); err != nil {
+				t.Errorf("census: %v", err)
 			}
 			l.Counters, _ = collector.ReadCounters("")
 			return l

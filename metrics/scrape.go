@@ -24,7 +24,7 @@ var families = [...]family{
 	famErrors:      {name: Errors, help: "Failed connections by error class.", kind: prometheus.CounterValue, labels: []string{LabelScenario, LabelSide, LabelClass}},
 	famBytes:       {name: Bytes, help: "Payload bytes by direction.", kind: prometheus.CounterValue, labels: []string{LabelScenario, LabelSide, LabelDirection}},
 	famInFlight:    {name: InFlight, help: "Connections started and not yet ended.", kind: prometheus.GaugeValue, labels: []string{LabelScenario, LabelSide}},
-	famHeld:        {name: Held, help: "Connections a side holds open on purpose (hold scenarios).", kind: prometheus.GaugeValue, labels: []string{LabelScenario, LabelSide}},
+	famHeld:        {name: Held, help: "Connections a side holds open on purpose (hold scenarios).", kind: prometheus.GaugeValue, labels: []string{LabelSide}},
 	famLate:        {name: LateStarts, help: "Open-loop connections started after their intended time.", kind: prometheus.CounterValue, labels: []string{LabelScenario, LabelSide}},
 	famPhase:       {name: PhaseSeconds, help: "Latency of one phase of a connection (connect, first_byte, drain, total).", histogram: true, labels: []string{LabelScenario, LabelPhase}},
 	famStates:      {name: SocketStates, help: "TCP sockets in a state, by side.", kind: prometheus.GaugeValue, labels: []string{LabelSide, LabelState}},
@@ -90,6 +90,9 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	for i := range l.Scenarios {
 		c.scenario(ch, &l.Scenarios[i])
 	}
+	for side, n := range l.Held {
+		c.emit(ch, famHeld, float64(n), side)
+	}
 	c.states(ch, famStates, l.States)
 	c.states(ch, famOrphans, l.Orphans)
 	for _, ps := range l.Ports {
@@ -128,7 +131,6 @@ func (c *liveCollector) scenario(ch chan<- prometheus.Metric, s *ScenarioLive) {
 	c.emit(ch, famBytes, float64(s.BytesSent), sc, side, DirectionSent)
 	c.emit(ch, famBytes, float64(s.BytesReceived), sc, side, DirectionReceived)
 	c.emit(ch, famInFlight, float64(s.InFlight), sc, side)
-	c.emit(ch, famHeld, float64(s.Held), sc, side)
 	c.emit(ch, famLate, float64(s.LateStarts), sc, side)
 	for p, h := range s.Phases {
 		if h == nil || h.TotalCount() == 0 {

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -17,10 +18,17 @@ type Exporter struct {
 }
 
 // New returns an Exporter whose series carry run_id=runID. Until
-// SetProvider is called it serves no closeload series.
+// SetProvider is called it serves no closeload series. It also serves the
+// process's own CPU, memory and descriptors (process_*) and Go runtime
+// figures (go_*), so a dashboard can tell a saturated generator from a
+// saturated target.
 func New(runID string) *Exporter {
 	e := &Exporter{reg: prometheus.NewRegistry()}
-	e.reg.MustRegister(newLiveCollector(runID, e.currentProvider))
+	e.reg.MustRegister(
+		newLiveCollector(runID, e.currentProvider),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	)
 	return e
 }
 

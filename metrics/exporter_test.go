@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/metrics"
@@ -185,19 +187,68 @@ func TestExporterServesEveryFamily(t *testing.T) {
 	}
 }
 
-func TestExporterWithoutProvider(t *testing.T) {
-	e := metrics.New("r")
+// closeloadFamilies gathers e and returns the closeload_ family names.
+func closeloadFamilies(t *testing.T, e *metrics.Exporter) []string {
+	t.Helper()
 	fams, err := e.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fams) != 0 {
-		t.Errorf("%d families served before SetProvider, want 0", len(fams))
+	var out []string
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "closeload_") {
+			out = append(out, f.GetName())
+		}
+	}
+	return out
+}
+
+func TestExporterWithoutProvider(t *testing.T) {
+	e := metrics.New("r")
+	if got := closeloadFamilies(t, e); len(got) != 0 {
+		t.Errorf("served before SetProvider: %v", got)
 	}
 	e.SetProvider(fullLive)
+	if got := closeloadFamilies(t, e); len(got) == 0 {
+		t.Error("nothing served after SetProvider")
+	}
 	e.SetProvider(nil)
-	if fams, _ := e.Gatherer().Gather(); len(fams) != 0 {
-		t.Errorf("%d families served after SetProvider(nil), want 0", len(fams))
+	if got := closeloadFamilies(t, e); len(got) != 0 {
+		t.Errorf("served after SetProvider(nil): %v", got)
+	}
+}
+
+func TestExporterServesProcessFigures(t *testing.T) {
+	fams, err := metrics.New("r").Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range fams {
+		names[f.GetName()] = true
+	}
+	for _, n := range []string{"process_cpu_seconds_total", "process_open_fds", "go_goroutines"} {
+		if !names[n] {
+			t.Errorf("%s not served", n)
+		}
+	}
+}
+
+func TestServeUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- metrics.Serve(ctx, "127.0.0.1:0", metrics.New("r")) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return within 10s of the cancel")
+	}
+	if err := metrics.Serve(context.Background(), "nohost", metrics.New("r")); !errors.Is(err, metrics.ErrListenAddr) {
+		t.Errorf("Serve on a bad address: %v, want ErrListenAddr", err)
 	}
 }
 

@@ -254,35 +254,45 @@ func TestPrometheusScrapesARun(t *testing.T) {
 			t.Fatal(err)
 		}
 		runEnd := time.Now()
-		// The dashboard's rate window in the checks below: the whole run.
-		window := strconv.Itoa(int(runEnd.Sub(runStart)/time.Second)+1) + "s"
 		final := pool.LiveCounts(0)
 		if final.Cycles < 100 {
 			t.Fatalf("the run completed %d connections; want at least 100 to have something to scrape", final.Cycles)
 		}
 		completed := fmt.Sprintf(`%s{run_id="prom-test",scenario=%q,side="client",outcome="completed"}`, metrics.Connections, scen)
-		// Wait (bounded) for a scrape after the run's end.
+		// Wait (bounded) for a successful scrape after the run's end (every
+		// worker has flushed by then); every check below is evaluated at its
+		// time, since a later failed scrape (a loaded machine) marks the
+		// series stale.
+		var at time.Time
 		deadline = time.Now().Add(15 * time.Second)
-		for prom.query(t, completed, "")[""] != float64(final.Cycles) {
+		for {
+			if ts, ok := prom.query(t, "timestamp("+completed+")", "")[""]; ok {
+				if at = time.UnixMilli(int64(ts * 1000)); at.After(runEnd) {
+					break
+				}
+			}
 			if time.Now().After(deadline) {
-				t.Fatalf("prometheus has %v for %s, the pool completed %d", prom.query(t, completed, ""), completed, final.Cycles)
+				t.Fatalf("no scrape of %s after the run's end within 15s", completed)
 			}
 			time.Sleep(scrapeInterval)
 		}
+		if got := prom.queryAt(t, completed, "", at)[""]; got != float64(final.Cycles) {
+			t.Errorf("%s = %v, the pool completed %d", completed, got, final.Cycles)
+		}
 
 		client := fmt.Sprintf(`{run_id="prom-test",scenario=%q,side="client"}`, scen)
-		if got := prom.query(t, metrics.ConnectionAttempts+client, "")[""]; got != float64(final.Attempts) {
+		if got := prom.queryAt(t, metrics.ConnectionAttempts+client, "", at)[""]; got != float64(final.Attempts) {
 			t.Errorf("%s = %v, pool attempts %d", metrics.ConnectionAttempts, got, final.Attempts)
 		}
-		errs := prom.query(t, fmt.Sprintf(`sum(%s%s)`, metrics.Errors, client), "")[""]
+		errs := prom.queryAt(t, fmt.Sprintf(`sum(%s%s)`, metrics.Errors, client), "", at)[""]
 		if errs != float64(final.ErrorTotal()) {
 			t.Errorf("sum of %s = %v, pool errors %d", metrics.Errors, errs, final.ErrorTotal())
 		}
-		bytes := prom.query(t, metrics.Bytes+client, "direction")
+		bytes := prom.queryAt(t, metrics.Bytes+client, "direction", at)
 		if bytes["sent"] != float64(final.Sent) || bytes["received"] != float64(final.Received) {
 			t.Errorf("%s = %v, pool sent %d received %d", metrics.Bytes, bytes, final.Sent, final.Received)
 		}
-		if got := prom.query(t, metrics.InFlight+client, "")[""]; got != 0 {
+		if got := prom.queryAt(t, metrics.InFlight+client, "", at)[""]; got != 0 {
 			t.Errorf("%s = %v after the run, want 0", metrics.InFlight, got)
 		}
 		// Prometheus scraped while the run went on: a sample lies strictly
@@ -298,7 +308,7 @@ func TestPrometheusScrapesARun(t *testing.T) {
 		}
 		// The target served what the client completed (its last closes may
 		// lag; every connection ended on both sides by now).
-		tgt := prom.query(t, fmt.Sprintf(`%s{run_id="prom-test",side="target",outcome="completed"}`, metrics.Connections), "")[""]
+		tgt := prom.queryAt(t, fmt.Sprintf(`%s{run_id="prom-test",side="target",outcome="completed"}`, metrics.Connections), "", at)[""]
 		if tgt < float64(final.Cycles)*0.99 || tgt > float64(final.Attempts) {
 			t.Errorf("target completed %v, want within [%v, %d]", tgt, float64(final.Cycles)*0.99, final.Attempts)
 		}
@@ -306,11 +316,11 @@ func TestPrometheusScrapesARun(t *testing.T) {
 		// Latency: the histogram count is the sink's, the median lies in
 		// the bucket of the HdrHistogram's median.
 		total := sink.Totals()[0][collector.PhaseTotal]
-		cnt := prom.query(t, fmt.Sprintf(`%s_count{run_id="prom-test",phase="total"}`, metrics.PhaseSeconds), "")[""]
+		cnt := prom.queryAt(t, fmt.Sprintf(`%s_count{run_id="prom-test",phase="total"}`, metrics.PhaseSeconds), "", at)[""]
 		if cnt != float64(total.TotalCount()) {
 			t.Errorf("%s_count = %v, sink recorded %d", metrics.PhaseSeconds, cnt, total.TotalCount())
 		}
-		med := prom.query(t, fmt.Sprintf(`histogram_quantile(0.5, %s_bucket{run_id="prom-test",phase="total"})`, metrics.PhaseSeconds), "")[""]
+		med := prom.queryAt(t, fmt.Sprintf(`histogram_quantile(0.5, %s_bucket{run_id="prom-test",phase="total"})`, metrics.PhaseSeconds), "", at)[""]
 		hdrMed := float64(total.ValueAtQuantile(50)) / 1e9
 		lo, hi := bucketAround(med)
 		if math.IsNaN(med) || hdrMed < lo*0.99 || hdrMed > hi*1.01 {
@@ -319,26 +329,28 @@ func TestPrometheusScrapesARun(t *testing.T) {
 
 		// Socket states: client-halfclose leaves TIME_WAIT on the client,
 		// one per completed connection (a few end in RST instead).
-		tw := prom.query(t, fmt.Sprintf(`%s{run_id="prom-test",side="all",state="TIME_WAIT"}`, metrics.SocketStates), "")[""]
+		tw := prom.queryAt(t, fmt.Sprintf(`%s{run_id="prom-test",side="all",state="TIME_WAIT"}`, metrics.SocketStates), "", at)[""]
 		if tw < float64(final.Cycles)*0.9 || tw > float64(final.Attempts) {
 			t.Errorf("TIME_WAIT %v, want within [%v, %d]", tw, float64(final.Cycles)*0.9, final.Attempts)
 		}
 		// Every dashboard query runs in this Prometheus; those of the
 		// figures this run has (no tracer, no watch ports here) show data
 		// over the run.
+		// Over a window holding the whole run.
+		window := strconv.Itoa(int(at.Sub(runStart)/time.Second)+1) + "s"
 		queries, variable := dashboardQueries(t)
-		if v := prom.query(t, strings.TrimSuffix(strings.TrimPrefix(variable, "label_values("), ", run_id)"), "run_id"); len(v) == 0 {
+		if v := prom.queryAt(t, strings.TrimSuffix(strings.TrimPrefix(variable, "label_values("), ", run_id)"), "run_id", at); len(v) == 0 {
 			t.Errorf("the run_id variable's query %s finds no series", variable)
 		}
 		noData := map[string]bool{metrics.PortSocketStates: true, metrics.Resets: true, metrics.StateTransitions: true, metrics.SocketOrphans: true}
 		for _, q := range queries {
 			expr := resolve(q.Expr, "prom-test", window)
-			got := prom.queryAt(t, expr, "", runEnd)
+			got := prom.queryAt(t, expr, "", at)
 			if len(got) == 0 && !noData[seriesName.FindString(q.Expr)] {
 				t.Errorf("panel %q shows nothing over the run: %s", q.Panel, expr)
 			}
 		}
-		rate := prom.queryAt(t, resolve(queries[0].Expr, "prom-test", window), "outcome", runEnd)
+		rate := prom.queryAt(t, resolve(queries[0].Expr, "prom-test", window), "outcome", at)
 		if rate["completed"] <= 0 {
 			t.Errorf("panel %q: completed rate %v over the run, want > 0", queries[0].Panel, rate)
 		}

@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
+	"github.com/closeload/closeload/runner"
 	"github.com/closeload/closeload/workload"
 	"github.com/spf13/cobra"
 )
@@ -21,6 +25,7 @@ func newServeCmd() *cobra.Command {
 		timeout   = 30 * time.Second
 		reusePort bool
 		duration  time.Duration
+		metricsAt string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -52,6 +57,9 @@ prints what it served.`,
 			if hold < 0 || timeout <= 0 || duration < 0 {
 				return usagef("--hold, --timeout, --duration: want positive durations")
 			}
+			if err := checkMetricsListen(metricsAt); err != nil {
+				return err
+			}
 			t, err := workload.StartTarget(workload.TargetConfig{
 				Listen: ap, Scenarios: ss, Acceptors: acceptors, RequestSize: reqSize,
 				ResponseSize: respSize, Hold: hold, Timeout: timeout, ReusePort: reusePort,
@@ -62,6 +70,15 @@ prints what it served.`,
 			defer t.Close()
 			for i, a := range t.Addrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", ss[i], a)
+			}
+			if metricsAt != "" {
+				e, closeCensus := serveMetrics(t, ss, cmd.ErrOrStderr())
+				defer closeCensus()
+				stop, err := startMetrics(cmd, metricsAt, e)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			var stop <-chan time.Time
 			if duration > 0 {
@@ -90,5 +107,38 @@ prints what it served.`,
 	f.DurationVar(&timeout, "timeout", timeout, "bound on every read and write of a connection")
 	f.BoolVar(&reusePort, "reuseport", reusePort, "SO_REUSEPORT, so several serve processes share the ports")
 	f.DurationVar(&duration, "duration", duration, "stop after this long (0 = until Ctrl-C)")
+	addMetricsListen(f, &metricsAt)
 	return cmd
+}
+
+// serveMetrics is the exporter of `closeload serve`: the target's counts per
+// scenario, the states of sockets on its ports (its own and those of any
+// local client) and the kernel counters, read at each scrape.
+func serveMetrics(t *workload.Target, ss []workload.Scenario, notes io.Writer) (*metrics.Exporter, func()) {
+	e := metrics.New(runner.NewRunID())
+	var ports []uint16
+	for _, a := range t.Addrs() {
+		ports = append(ports, a.Port())
+	}
+	census, err := metrics.OpenCensus(collector.StateQuery{Ports: ports})
+	if err != nil {
+		fmt.Fprintf(notes, "metrics: socket states not served: %v\n", err)
+		census = nil
+	}
+	e.SetProvider(func() metrics.Live {
+		var l metrics.Live
+		for _, s := range ss {
+			l.Scenarios = append(l.Scenarios, metrics.FromCounts(s.String(), metrics.SideTarget, t.Counts(s)))
+		}
+		if census != nil {
+			_ = census.Fill(&l, metrics.SideAll)
+		}
+		l.Counters, _ = collector.ReadCounters("")
+		return l
+	})
+	return e, func() {
+		if census != nil {
+			census.Close()
+		}
+	}
 }

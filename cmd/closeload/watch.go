@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
 )
@@ -14,11 +16,12 @@ import (
 // sockets and close counters, for any server on the machine.
 func newWatchCmd() *cobra.Command {
 	var (
-		ports    []int
-		interval time.Duration
-		source   string
-		procRoot string
-		count    int
+		ports     []int
+		interval  time.Duration
+		source    string
+		procRoot  string
+		count     int
+		metricsAt string
 	)
 	c := &cobra.Command{
 		Use:   "watch",
@@ -47,11 +50,22 @@ one line is printed per interval. Ctrl-C ends it.`,
 			if count < 0 {
 				return usagef("--count %d: accepted: 0 (until Ctrl-C) or more", count)
 			}
+			if err := checkMetricsListen(metricsAt); err != nil {
+				return err
+			}
 			w, err := collector.NewWatcher(collector.WatchConfig{ProcRoot: procRoot, Source: source, Ports: ps})
 			if err != nil {
 				return err
 			}
 			defer w.Close()
+			var latest watchLatest
+			if metricsAt != "" {
+				stop, err := startMetrics(cmd, metricsAt, latest.exporter(procRoot))
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			out := cmd.OutOrStdout()
 			tty := runner.IsTerminal(out)
 			ctx := cmd.Context()
@@ -66,6 +80,7 @@ one line is printed per interval. Ctrl-C ends it.`,
 					}
 				}
 				f := w.Step()
+				latest.set(f)
 				for _, note := range w.Notes() {
 					fmt.Fprintf(cmd.ErrOrStderr(), "closeload watch: %s\n", note)
 				}
@@ -85,5 +100,33 @@ one line is printed per interval. Ctrl-C ends it.`,
 	c.Flags().IntVar(&count, "count", 0, "stop after `N` refreshes (0: until Ctrl-C)")
 	c.Flags().StringVar(&procRoot, "proc-root", collector.DefaultProcRoot, "procfs root (for tests)")
 	_ = c.Flags().MarkHidden("proc-root")
+	addMetricsListen(c.Flags(), &metricsAt)
 	return c
+}
+
+// watchLatest keeps the last frame for the metrics endpoint: the watch loop
+// sets it once per interval, a scrape reads it.
+type watchLatest struct {
+	mu sync.Mutex
+	f  collector.WatchFrame
+}
+
+func (l *watchLatest) set(f collector.WatchFrame) {
+	l.mu.Lock()
+	l.f = f
+	l.mu.Unlock()
+}
+
+// exporter serves the last frame's socket states per port and the kernel
+// counters as they are at the scrape.
+func (l *watchLatest) exporter(procRoot string) *metrics.Exporter {
+	e := metrics.New(runner.NewRunID())
+	e.SetProvider(func() metrics.Live {
+		l.mu.Lock()
+		live := metrics.FromWatch(l.f)
+		l.mu.Unlock()
+		live.Counters, _ = collector.ReadCounters(procRoot)
+		return live
+	})
+	return e
 }

@@ -21,6 +21,7 @@ func Catalogue() []Claim {
 		claimCloseWaitLeak,
 		claimMaxTWBuckets,
 		claimBindNoPort,
+		claimCloseAfterData,
 	}
 }
 

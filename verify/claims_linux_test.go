@@ -13,6 +13,19 @@ import (
 // (Linux 6.x) shows; a change here is news about the kernel, or a bug.
 func runClaim(t *testing.T, name string, want Verdict, conditionHas ...string) {
 	t.Helper()
+	runClaimFigures(t, name, want, nil, conditionHas...)
+}
+
+// span is the range a figure of a claim's evidence must fall in.
+type span struct {
+	figure string
+	lo, hi float64
+}
+
+// runClaimFigures is runClaim that also checks the claim's main evidence:
+// each named figure must be present and within its span.
+func runClaimFigures(t *testing.T, name string, want Verdict, spans []span, conditionHas ...string) {
+	t.Helper()
 	t.Parallel()
 	c, err := Lookup(name)
 	if err != nil {
@@ -30,6 +43,14 @@ func runClaim(t *testing.T, name string, want Verdict, conditionHas ...string) {
 		for _, s := range conditionHas {
 			if !strings.Contains(r.Condition, s) {
 				t.Errorf("%s: condition %q lacks %q", name, r.Condition, s)
+			}
+		}
+		for _, sp := range spans {
+			v, ok := r.Figures[sp.figure]
+			if !ok {
+				t.Errorf("%s: no figure %q (have %v)", name, sp.figure, r.Figures)
+			} else if v < sp.lo || v > sp.hi {
+				t.Errorf("%s: %s = %g, want %g..%g", name, sp.figure, v, sp.lo, sp.hi)
 			}
 		}
 		if r.Error != "" || len(r.Evidence) == 0 || r.Finding == "" || r.Command != Command(name) {
@@ -66,4 +87,15 @@ func TestClaimMaxTWBuckets(t *testing.T) { runClaim(t, "max-tw-buckets", Holds) 
 
 func TestClaimBindNoPort(t *testing.T) {
 	runClaim(t, "bind-no-port", HoldsOnlyWhen, "tcp_tw_reuse")
+}
+
+func TestClaimCloseAfterData(t *testing.T) {
+	runClaimFigures(t, "close-after-data", Holds, []span{
+		{"control_received_bytes", 2 * cadConns * cadReply, 2 * cadConns * cadReply},
+		{"control_rsts", 0, 0},
+		{"close_received_bytes", 0, 0},
+		{"close_rsts", cadConns * 9 / 10, 2 * cadConns},
+		{"close_first_write_ok", cadConns * 9 / 10, cadConns},
+		{"close_second_write_failed", cadConns * 9 / 10, cadConns},
+	})
 }

@@ -22,6 +22,8 @@ func Catalogue() []Claim {
 		claimMaxTWBuckets,
 		claimBindNoPort,
 		claimCloseAfterData,
+		claimFinTimeoutCloseWait,
+		claimDeadlineReset,
 	}
 }
 

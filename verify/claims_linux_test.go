@@ -99,3 +99,22 @@ func TestClaimCloseAfterData(t *testing.T) {
 		{"close_second_write_failed", cadConns * 9 / 10, cadConns},
 	})
 }
+
+func TestClaimFinTimeoutCloseWait(t *testing.T) {
+	runClaimFigures(t, "fin-timeout-closewait", DoesNotHold, []span{
+		{"closewait_end_fin_timeout_1", fcwConns, fcwConns},
+		{"closewait_end_fin_timeout_60", fcwConns, fcwConns},
+		{"closewait_end_fin_timeout_120", fcwConns, fcwConns},
+		{"client_orphans_end_fin_timeout_1", 0, 0},
+	})
+}
+
+func TestClaimDeadlineReset(t *testing.T) {
+	runClaimFigures(t, "deadline-reset", Holds, []span{
+		{"timeouts", deadlineRounds, deadlineRounds},
+		{"resumed_reads", deadlineRounds, deadlineRounds},
+		{"stale_deadline_timeouts", deadlineRounds, deadlineRounds},
+		{"reply_bytes", deadlineMsg, deadlineMsg},
+		{"rsts", 0, 0},
+	})
+}

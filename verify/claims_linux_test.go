@@ -118,3 +118,16 @@ func TestClaimDeadlineReset(t *testing.T) {
 		{"rsts", 0, 0},
 	})
 }
+
+func TestClaimTWReuseServer(t *testing.T) {
+	runClaimFigures(t, "tw-reuse-server", DoesNotHold, []span{
+		{"completed_reuse_0", twsConns, twsConns},
+		{"completed_reuse_1", twsConns, twsConns},
+		{"client_ports_reuse_0", 2, twsPorts},
+		{"client_ports_reuse_1", 2, twsPorts},
+		{"server_timewait_reuse_0", 2, twsPorts},
+		{"server_timewait_reuse_1", 2, twsPorts},
+		{"twrecycled_reuse_0", 0, 0},
+		{"twrecycled_reuse_1", 0, 0},
+	})
+}

@@ -24,6 +24,7 @@ func Catalogue() []Claim {
 		claimCloseAfterData,
 		claimTWReuseServer,
 		claimFinTimeoutCloseWait,
+		claimSomaxconnBacklog,
 		claimDeadlineReset,
 	}
 }

@@ -131,3 +131,22 @@ func TestClaimTWReuseServer(t *testing.T) {
 		{"twrecycled_reuse_1", 0, 0},
 	})
 }
+
+func TestClaimSomaxconnBacklog(t *testing.T) {
+	over := func(limit float64) (lo, hi float64) { return burstConns - limit - 3, burstConns - limit + 1 }
+	lo64, hi64 := over(appBacklog)
+	lo128, hi128 := over(smallQueue)
+	runClaimFigures(t, "somaxconn-backlog", HoldsOnlyWhen, []span{
+		{"consistent_with_min_rule", 7, 7},
+		{"somaxconn_128_listen_4096_limit", smallQueue, smallQueue},
+		{"somaxconn_128_listen_4096_overflows", lo128, hi128},
+		{"somaxconn_4096_listen_4096_limit", largeQueue, largeQueue},
+		{"somaxconn_4096_listen_4096_overflows", 0, 0},
+		{"somaxconn_4096_listen_64_limit", appBacklog, appBacklog},
+		{"somaxconn_4096_listen_64_overflows", lo64, hi64},
+		{"somaxconn_128_go_fresh_process_limit", smallQueue, smallQueue},
+		{"somaxconn_4096_go_fresh_process_limit", largeQueue, largeQueue},
+		{"somaxconn_4096_go_fresh_process_overflows", 0, 0},
+		{"somaxconn_4096_go_same_process_limit", smallQueue, smallQueue},
+	}, "min(backlog, somaxconn)")
+}

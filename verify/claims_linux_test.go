@@ -150,3 +150,12 @@ func TestClaimSomaxconnBacklog(t *testing.T) {
 		{"somaxconn_4096_go_same_process_limit", smallQueue, smallQueue},
 	}, "min(backlog, somaxconn)")
 }
+
+func TestClaimLingerTimeout(t *testing.T) {
+	runClaimFigures(t, "linger-timeout", Holds, []span{
+		{"nonreading_queued_at_close", 1, 1 << 30},
+		{"nonreading_rsts", 0, 0},
+		{"nonreading_delivered_fraction", 1, 1},
+		{"reading_delivered_fraction", 1, 1},
+	})
+}

@@ -22,6 +22,7 @@ func Catalogue() []Claim {
 		claimMaxTWBuckets,
 		claimBindNoPort,
 		claimCloseAfterData,
+		claimFourSegmentClose,
 		claimLingerTimeout,
 		claimTWReuseServer,
 		claimFinTimeoutCloseWait,

@@ -159,3 +159,14 @@ func TestClaimLingerTimeout(t *testing.T) {
 		{"reading_delivered_fraction", 1, 1},
 	})
 }
+
+func TestClaimFourSegmentClose(t *testing.T) {
+	runClaimFigures(t, "four-segment-close", HoldsOnlyWhen, []span{
+		{"client_first_prompt_segments", 3, 3},
+		{"server_first_prompt_segments", 3, 3},
+		{"client_first_late_segments", 4, 4},
+		{"server_first_late_segments", 4, 4},
+		{"client_first_prompt_captured", 3, 3},
+		{"server_first_late_captured", 4, 4},
+	}, "delayed-ACK")
+}

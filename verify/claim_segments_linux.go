@@ -59,15 +59,29 @@ func runFourSegmentClose(ctx context.Context, env *Env) Result {
 	var got []closeSegments
 	var captureErr error
 	for _, c := range cases {
-		o, err := closeOnce(ctx, env, ln, c)
-		if err != nil {
-			return failed(r, fmt.Errorf("%s: %w", c.name, err))
+		// A prompt close races the passive side's delayed-ACK timer (about
+		// 40 ms); on a loaded machine its wakeup can lose, so it gets up to
+		// three tries, all reported.
+		var o closeSegments
+		var tries []string
+		for try := 0; try < 3; try++ {
+			var err error
+			if o, err = closeOnce(ctx, env, ln, c); err != nil {
+				return failed(r, fmt.Errorf("%s: %w", c.name, err))
+			}
+			tries = append(tries, fmt.Sprint(o.outSegs))
+			if c.passiveDelay > 0 || o.outSegs != 4 {
+				break
+			}
 		}
 		if !o.captured && captureErr == nil {
 			captureErr = fmt.Errorf("%s", o.seq)
 		}
 		got = append(got, o)
 		text := fmt.Sprintf("%d segments (Tcp.OutSegs); on the wire: %s", o.outSegs, o.seq)
+		if len(tries) > 1 {
+			text += fmt.Sprintf(" (tries: %s segments)", strings.Join(tries, ", "))
+		}
 		if o.ackAfter >= 0 && o.captured {
 			text += fmt.Sprintf("; the passive side's ACK left %.0f ms after the FIN", ms(o.ackAfter))
 		}

@@ -116,7 +116,7 @@ func runSomaxconnBacklog(ctx context.Context, env *Env) Result {
 				goFresh++
 			}
 		}
-		if o.maxBacklog == want && o.overflows >= wantOver-2 && o.overflows <= wantOver+2 && o.queued >= min(want+1, burstConns)-2 {
+		if o.maxBacklog == want && o.overflows >= wantOver-3 && o.overflows <= wantOver+3 && o.queued >= min(want+1, burstConns)-3 {
 			consistent++
 		} else {
 			mismatch = append(mismatch, fmt.Sprintf("somaxconn=%d %s: limit %d, overflows %d (want %d, about %d)", c.somaxconn, c.name, o.maxBacklog, o.overflows, want, wantOver))
@@ -131,9 +131,9 @@ func runSomaxconnBacklog(ctx context.Context, env *Env) Result {
 	case consistent == compared && goFresh == 2:
 		r.Verdict = HoldsOnlyWhen
 		r.Condition = "the program's listen backlog is at least as large (the queue is min(backlog, somaxconn)) and it listens after the change; Go's net.Listen passes somaxconn, read once per process"
-		r.Finding = fmt.Sprintf("the kernel's queue limit was min(backlog, somaxconn) in all %d combinations, and the %d-connect burst overflowed exactly past limit+1 (ListenOverflows); raising somaxconn to 4096 left listen(64) at 64, and a Go process that had listened before the change kept %d for its new listeners", compared, burstConns, staleLimit)
+		r.Finding = fmt.Sprintf("the kernel's queue limit was min(backlog, somaxconn) in all %d combinations, and the %d-connect burst overflowed past limit+1 queued connections (ListenOverflows); raising somaxconn to 4096 left listen(64) at 64, and a Go process that had listened before the change kept %d for its new listeners", compared, burstConns, staleLimit)
 		if goStale == 0 {
-			r.Finding = fmt.Sprintf("the kernel's queue limit was min(backlog, somaxconn) in all %d combinations, and the %d-connect burst overflowed exactly past limit+1 (ListenOverflows); raising somaxconn to 4096 left listen(64) at 64; a Go process's later net.Listen got %d", compared, burstConns, staleLimit)
+			r.Finding = fmt.Sprintf("the kernel's queue limit was min(backlog, somaxconn) in all %d combinations, and the %d-connect burst overflowed past limit+1 queued connections (ListenOverflows); raising somaxconn to 4096 left listen(64) at 64; a Go process's later net.Listen got %d", compared, burstConns, staleLimit)
 		}
 	case raised == 0:
 		r.Verdict = DoesNotHold

@@ -133,7 +133,8 @@ func TestClaimTWReuseServer(t *testing.T) {
 }
 
 func TestClaimSomaxconnBacklog(t *testing.T) {
-	over := func(limit float64) (lo, hi float64) { return burstConns - limit - 3, burstConns - limit + 1 }
+	// The accept queue holds limit+1; the rest of the burst overflows.
+	over := func(limit float64) (lo, hi float64) { return burstConns - limit - 1 - 3, burstConns - limit - 1 + 3 }
 	lo64, hi64 := over(appBacklog)
 	lo128, hi128 := over(smallQueue)
 	runClaimFigures(t, "somaxconn-backlog", HoldsOnlyWhen, []span{

@@ -68,7 +68,7 @@ func runTWReuseServer(ctx context.Context, env *Env) Result {
 		r.Finding = fmt.Sprintf("the server held %d TIME_WAIT sockets over %d client ports; the experiment needs one per port, and several connections per port", off.serverTW, off.ports)
 	case off.ok == twsConns && on.ok == twsConns && off.recycled == 0 && on.recycled == 0:
 		r.Verdict = DoesNotHold
-		r.Finding = fmt.Sprintf("tcp_tw_reuse changed nothing for incoming connections: with 0 and with 1 all %d connections from %d client ports (connect() takes the even ports of the 10-port range) completed (slowest connect %.1f / %.1f ms), each new SYN taking over the server's TIME_WAIT of its 4-tuple (the kernel accepts a SYN in TIME_WAIT whose sequence or timestamp is newer), TWRecycled +0 both times; the setting acts only on a host's own outgoing connect()",
+		r.Finding = fmt.Sprintf("tcp_tw_reuse changed nothing for incoming connections: with 0 and with 1 all %d connections from %d client ports (of a 10-port range) completed (slowest connect %.1f / %.1f ms), each new SYN taking over the server's TIME_WAIT of its 4-tuple (the server never held more TIME_WAIT than there were client ports) (the kernel accepts a SYN in TIME_WAIT whose sequence or timestamp is newer), TWRecycled +0 both times; the setting acts only on a host's own outgoing connect()",
 			twsConns, off.ports, off.slowest*1000, on.slowest*1000)
 	case on.ok > off.ok:
 		r.Verdict = Holds

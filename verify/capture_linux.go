@@ -24,7 +24,6 @@ const (
 	tcpFIN = 0x01
 	tcpSYN = 0x02
 	tcpRST = 0x04
-	tcpACK = 0x10
 )
 
 // segment is one TCP segment seen on lo.

@@ -12,7 +12,7 @@ import (
 var claimFourSegmentClose = Claim{
 	Name:      "four-segment-close",
 	Statement: "Closing a TCP connection takes four segments: FIN, ACK, FIN, ACK.",
-	Source:    "seed article §2.2, §4.1 (四次挥手: FIN → ACK → FIN → ACK)",
+	Source:    "seed article §2.2, §4.1 (四次挥手: TCP连接关闭需经过四次报文交换)",
 	Run:       runFourSegmentClose,
 }
 

@@ -21,6 +21,13 @@ func Catalogue() []Claim {
 		claimCloseWaitLeak,
 		claimMaxTWBuckets,
 		claimBindNoPort,
+		claimCloseAfterData,
+		claimFourSegmentClose,
+		claimLingerTimeout,
+		claimTWReuseServer,
+		claimFinTimeoutCloseWait,
+		claimSomaxconnBacklog,
+		claimDeadlineReset,
 	}
 }
 

@@ -64,6 +64,9 @@ type Result struct {
 	// Finding is one sentence saying what was observed.
 	Finding  string     `json:"finding"`
 	Evidence []Evidence `json:"evidence"`
+	// Figures are the evidence's key numbers by name (counts, seconds), so
+	// tests and scripts can check them as ranges without parsing the text.
+	Figures map[string]float64 `json:"figures,omitempty"`
 	// Command reproduces the experiment.
 	Command string `json:"command"`
 	// Seconds is how long the experiment took.
@@ -88,6 +91,14 @@ func (r *Result) add(what, format string, a ...any) {
 	r.Evidence = append(r.Evidence, Evidence{What: what, Value: fmt.Sprintf(format, a...)})
 }
 
+// figure records one key number of the evidence.
+func (r *Result) figure(name string, v float64) {
+	if r.Figures == nil {
+		r.Figures = map[string]float64{}
+	}
+	r.Figures[name] = v
+}
+
 // failed turns an experiment that could not run into an inconclusive result
 // that says why.
 func failed(r Result, err error) Result {
@@ -110,4 +121,9 @@ func stamp(r Result, c Claim) Result {
 		r.Verdict = Inconclusive
 	}
 	return r
+}
+
+// roundTo rounds v to a multiple of step, for figures shown to people.
+func roundTo(v, step float64) float64 {
+	return float64(int64(v/step+0.5)) * step
 }

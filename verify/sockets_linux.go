@@ -181,8 +181,8 @@ func portsOf(cs []*net.TCPConn) map[uint16]bool {
 	return m
 }
 
-// rawFd runs f with the connection's file descriptor.
-func rawFd(c *net.TCPConn, f func(fd int) error) error {
+// rawFd runs f with the file descriptor of a connection or listener.
+func rawFd(c syscall.Conn, f func(fd int) error) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err

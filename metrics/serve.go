@@ -57,6 +57,13 @@ func Listen(addr string, e *Exporter) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrListenAddr, err)
 	}
+	return ServeListener(ln, e), nil
+}
+
+// ServeListener serves e at MetricsPath on a listener opened elsewhere: a
+// run in a fresh network namespace serves on a socket its parent opened in
+// the caller's namespace, where Prometheus can reach it.
+func ServeListener(ln net.Listener, e *Exporter) *Server {
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, e.Handler())
 	s := &Server{ln: ln, done: make(chan error, 1), srv: &http.Server{
@@ -64,7 +71,7 @@ func Listen(addr string, e *Exporter) (*Server, error) {
 		ReadHeaderTimeout: 5 * time.Second,
 	}}
 	go func() { s.done <- s.srv.Serve(ln) }()
-	return s, nil
+	return s
 }
 
 // Addr is the address the server listens on (with the port chosen when

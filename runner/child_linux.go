@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -70,6 +71,13 @@ func startChild(ctx context.Context, p *Plan, role string, isolated bool, stderr
 		return nil, err
 	}
 	cmd.ExtraFiles = []*os.File{ctlR, msgW} // descriptors 3 and 4
+	if tl, ok := p.metricsLn.(*net.TCPListener); ok && role == roleIsolated {
+		// The metrics socket, opened in this namespace, is descriptor 5.
+		if f, err := tl.File(); err == nil {
+			defer f.Close()
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		}
+	}
 	c := &childProc{cmd: cmd, ctl: ctlW, listening: make(chan struct{}), opened: make(chan struct{}), gone: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		ctlR.Close()
@@ -277,6 +285,12 @@ func ServeChild() (code int, served bool) {
 	ctx, abort, stop := SignalContext(context.Background())
 	defer stop()
 	p := req.Plan
+	if role == roleIsolated && p.MetricsListen != "" {
+		if ln, err := net.FileListener(os.NewFile(5, "closeload-metrics")); err == nil {
+			p.metricsLn = ln
+			defer ln.Close()
+		}
+	}
 	// The parent validated the plan; a shard's plan takes its slice here.
 	var rec *results.Run
 	err = p.Validate()

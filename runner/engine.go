@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/results"
 )
 
@@ -43,6 +44,9 @@ type engine interface {
 	// live is the workload's progress, read by the sampler and the live
 	// line while run goes on.
 	live() collector.WorkloadCounts
+	// provider gives the live figures to Prometheus; nil when the engine
+	// has none of its own.
+	provider() metrics.Provider
 	// line is the live line's text.
 	line(elapsed time.Duration) string
 	// fill puts what the load measured into the record.

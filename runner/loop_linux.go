@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/workload"
 )
@@ -125,6 +126,10 @@ func (e *loopEngine) line(el time.Duration) string {
 	c := e.pool.LiveTotal()
 	defer func() { e.last = c.Cycles }()
 	return fmt.Sprintf("%5.1fs/%v  cycles %d  %d/s  errors %d  held %d", el.Seconds(), e.p.Warmup+e.p.Duration, c.Cycles, c.Cycles-e.last, c.ErrorTotal(), e.held())
+}
+
+func (e *loopEngine) provider() metrics.Provider {
+	return metrics.LoopProvider(e.p.Mix, e.pool, e.target, e.sink)
 }
 
 func (e *loopEngine) close() {

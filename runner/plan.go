@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -134,6 +135,12 @@ type Plan struct {
 	StallTimeout time.Duration `json:"stall_timeout,omitempty"`
 	// Thresholds are the run's pass/fail criteria.
 	Thresholds []Threshold `json:"thresholds,omitempty"`
+	// MetricsListen serves the run's live figures to Prometheus at
+	// http://ADDR/metrics ("": not served); a run in a fresh namespace
+	// serves them on a socket opened in the caller's.
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// metricsLn is that socket, opened by Run (or inherited by a child).
+	metricsLn net.Listener
 	// Out is the record file ("": none, "-": standard output); Hlog an
 	// HdrHistogram interval log beside it.
 	Out  string `json:"out,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/results"
 	"golang.org/x/sys/unix"
 )
@@ -224,6 +225,9 @@ func (e *procsEngine) line(el time.Duration) string {
 	return fmt.Sprintf("%5.1fs  %d/%d processes  attempts %d  held %d  done %d  errors %d",
 		el.Seconds(), e.running.Load(), e.p.Procs, c.Attempts, c.Held, c.Cycles, c.Errors)
 }
+
+// provider: the shards' figures are not served live (their records are).
+func (e *procsEngine) provider() metrics.Provider { return nil }
 
 func (e *procsEngine) close() {
 	e.closed.Do(func() {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/sysctl"
 	"github.com/closeload/closeload/workload"
@@ -23,6 +25,16 @@ func Run(ctx context.Context, p *Plan, out Output) (*results.Run, error) {
 		return nil, err
 	}
 	out = out.orDiscard()
+	if p.MetricsListen != "" && p.metricsLn == nil {
+		a, _ := metrics.ListenAddr(p.MetricsListen)
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return nil, fieldErr("MetricsListen", "%s: %v", p.MetricsListen, err)
+		}
+		defer ln.Close()
+		p.metricsLn = ln
+		fmt.Fprintf(out.Stderr, "closeload: metrics: http://%s%s\n", ln.Addr(), metrics.MetricsPath)
+	}
 	rec, err := execute(ctx, p, nil, out)
 	if rec != nil && p.Out != "" {
 		if werr := writeRecord(p.Out, rec, out); werr != nil {
@@ -143,6 +155,12 @@ func runHere(ctx context.Context, p *Plan, link *childLink, out Output) (*result
 		})
 		if samplerErr == nil {
 			sampler.Start()
+		}
+	}
+	if p.metricsLn != nil {
+		if prov := eng.provider(); prov != nil {
+			stop := serveMetrics(p, prov, eng.ports())
+			defer stop()
 		}
 	}
 	var bg sync.WaitGroup
@@ -304,4 +322,22 @@ func requestLabel(p *Plan) string {
 		return "@" + p.RequestFile
 	}
 	return ""
+}
+
+// serveMetrics serves the run's live figures on the plan's metrics socket:
+// the engine's counts and latencies, socket states on the run's ports and
+// the kernel's counters, read at each scrape.
+func serveMetrics(p *Plan, prov metrics.Provider, ports []uint16) (stop func()) {
+	e := metrics.New(p.RunID)
+	census, cerr := metrics.OpenCensus(collector.StateQuery{Ports: ports})
+	e.SetProvider(func() metrics.Live {
+		l := prov()
+		if cerr == nil {
+			_ = census.Fill(&l, metrics.SideAll)
+		}
+		l.Counters, _ = collector.ReadCounters("")
+		return l
+	})
+	srv := metrics.ServeListener(p.metricsLn, e)
+	return func() { _ = srv.Close() }
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/internal/ctxtime"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/workload"
 )
@@ -143,6 +144,10 @@ func (e *stormEngine) line(el time.Duration) string {
 	}
 	return fmt.Sprintf("%5.1fs  storm: opened %d  held %d  closed %d  failed %d  target holds %d",
 		el.Seconds(), c.Opened, c.Held, c.Closed, c.Failed, tl)
+}
+
+func (e *stormEngine) provider() metrics.Provider {
+	return metrics.StormProvider(e.p.Mix.Entries[0].Scenario, e.storm, e.target, e.sink)
 }
 
 func (e *stormEngine) close() {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/metrics"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/sysctl"
 	"github.com/closeload/closeload/workload"
@@ -103,6 +104,11 @@ func (p *Plan) Validate() error {
 		p.ResponseSize = 16
 		if !p.Builtin() {
 			p.ResponseSize = 0
+		}
+	}
+	if p.MetricsListen != "" {
+		if _, err := metrics.ListenAddr(p.MetricsListen); err != nil {
+			return fieldErr("MetricsListen", "%v", err)
 		}
 	}
 	if err := p.checkPlace(); err != nil {

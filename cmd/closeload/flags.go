@@ -48,7 +48,7 @@ var planFlags = map[string]string{
 	"Storm.Closer": "--closer", "Storm.CloseAt": "--storm-close-at", "Procs": "--procs",
 	"Shard": "--shard", "StartAt": "--start-at", "Sysctls": "--sysctl", "HostSysctl": "--host-sysctl",
 	"Journal": "--sysctl-journal", "Netns": "--isolate", "OnRefused": "--on-refused",
-	"Thresholds": "--threshold", "StallTimeout": "--stall-timeout", "Out": "--out", "Hlog": "--hlog", "Variants": "--variants",
+	"Thresholds": "--threshold", "StallTimeout": "--stall-timeout", "MetricsListen": "--metrics-listen", "Out": "--out", "Hlog": "--hlog", "Variants": "--variants",
 	"Repeat": "--repeat", "Matrix": "--matrix-id",
 }
 
@@ -113,6 +113,7 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 	fs.DurationVar(&p.StallTimeout, "stall-timeout", 0, "stop the run with its reason when nothing completed for this long while faults go on (refused, reset, no port, no descriptor); 0: 2s, negative: never")
 	fs.IntVar(&f.storm, "storm", 0, "storm shape: open N connections (paced by --rate if given), hold them for --hold, then half-close them all within --storm-window")
 	fs.DurationVar(&f.stormWindow, "storm-window", 0, "spread the storm's FINs evenly over this window (0 = all at once)")
+	addMetricsListen(fs, &p.MetricsListen)
 	fs.StringVar(&f.closer, "closer", "", "side that sends the storm's FINs: client, server or both (default: the scenario's)")
 	fs.StringVar(&f.procs, "procs", "", "run as P processes, each a shard, merged into one record; auto = as many as the descriptor limit needs")
 	fs.StringVar(&f.stormCloseAt, "storm-close-at", "", "close time (RFC 3339) shared by the shards of a storm on several hosts (default: --hold after the opening)")

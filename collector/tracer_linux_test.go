@@ -3,8 +3,13 @@ package collector_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,23 +94,211 @@ func group(t *testing.T, ev *results.KernelEvents, scenario, side string) result
 	return *g
 }
 
-func TestTracerSmoke(t *testing.T) {
+var allScenarios = []workload.Scenario{
+	workload.ClientHalfClose, workload.ServerHalfClose, workload.Simultaneous, workload.FullClose, workload.Linger0,
+	workload.UnreadClose, workload.OrphanFinWait2, workload.CloseWaitLeak, workload.StreamEcho,
+}
+
+// snmpOutRsts reads Tcp OutRsts of the caller's network namespace.
+func snmpOutRsts(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if head == nil {
+			head = f
+			continue
+		}
+		for i, name := range head {
+			if name == "OutRsts" && i < len(f) {
+				v, err := strconv.ParseUint(f[i], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatal("no Tcp OutRsts in /proc/net/snmp")
+	return 0
+}
+
+func sum(m map[string]uint64) (n uint64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestTracerScenarios drives every scenario of the catalogue against the
+// built-in target and checks the kernel's own account of each choreography,
+// side by side, as ranges.
+func TestTracerScenarios(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
-		tg, tt := scenarioTarget(t, 50*time.Millisecond, workload.ClientHalfClose)
+		const n = 200
+		lo, hi := uint64(n*9/10), uint64(n)
+		tg, tt := scenarioTarget(t, 50*time.Millisecond, allScenarios...)
+		rst0 := snmpOutRsts(t)
 		tr := openTracer(t, tt)
-		drive(t, tg, workload.ClientHalfClose, 200, 50*time.Millisecond)
+		for _, s := range allScenarios {
+			drive(t, tg, s, n, 50*time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // last LAST_ACK -> CLOSE
+		ev, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rst1 := snmpOutRsts(t)
+		const C, T = results.SideClient, results.SideTarget
+		type tr3 struct{ side, from, to string }
+		opener := []tr3{{C, "CLOSE", "SYN_SENT"}, {C, "SYN_SENT", "ESTABLISHED"}, {T, "LISTEN", "SYN_RECV"}, {T, "SYN_RECV", "ESTABLISHED"}}
+		activeClient := []tr3{{C, "ESTABLISHED", "FIN_WAIT1"}, {C, "FIN_WAIT1", "FIN_WAIT2"}, {C, "FIN_WAIT2", "CLOSE"},
+			{T, "ESTABLISHED", "CLOSE_WAIT"}, {T, "CLOSE_WAIT", "LAST_ACK"}, {T, "LAST_ACK", "CLOSE"}}
+		activeTarget := []tr3{{T, "ESTABLISHED", "FIN_WAIT1"}, {T, "FIN_WAIT1", "FIN_WAIT2"}, {T, "FIN_WAIT2", "CLOSE"},
+			{C, "ESTABLISHED", "CLOSE_WAIT"}, {C, "CLOSE_WAIT", "LAST_ACK"}, {C, "LAST_ACK", "CLOSE"}}
+		abortClient := []tr3{{C, "ESTABLISHED", "CLOSE"}, {T, "ESTABLISHED", "CLOSE"}}
+		cases := []struct {
+			s         workload.Scenario
+			want      []tr3
+			twSide    string // side whose sockets hand over to TIME_WAIT
+			rstFrom   string // side sending the resets ("": none)
+			rstReason string
+			rstRecvSt string // state of the receiving socket
+		}{
+			{workload.ClientHalfClose, activeClient, C, "", "", ""},
+			{workload.ServerHalfClose, activeTarget, T, "", "", ""},
+			{workload.FullClose, activeClient, C, "", "", ""},
+			{workload.StreamEcho, activeClient, C, "", "", ""},
+			{workload.OrphanFinWait2, activeClient, C, "", "", ""},
+			{workload.CloseWaitLeak, activeClient, C, "", "", ""},
+			{workload.Linger0, abortClient, "", C, "TCP_STATE", "ESTABLISHED"},
+			{workload.UnreadClose, abortClient, "", T, "TCP_ABORT_ON_CLOSE", "ESTABLISHED"},
+		}
+		for _, c := range cases {
+			t.Run(c.s.String(), func(t *testing.T) {
+				for _, w := range append(opener, c.want...) {
+					g := group(t, ev, c.s.String(), w.side)
+					between(t, w.side+" "+w.from+"->"+w.to, g.Count(w.from, w.to), lo, hi)
+				}
+				cl, tg := group(t, ev, c.s.String(), C), group(t, ev, c.s.String(), T)
+				if c.twSide != "" {
+					g := group(t, ev, c.s.String(), c.twSide)
+					between(t, c.twSide+" handovers", sum(g.TimeWaitHandovers), lo, hi)
+				}
+				if c.rstFrom == "" {
+					between(t, "resets sent", sum(cl.ResetsSent)+sum(tg.ResetsSent), 0, n/20)
+					return
+				}
+				snd, rcv := cl, tg
+				if c.rstFrom == T {
+					snd, rcv = tg, cl
+				}
+				between(t, "resets sent", sum(snd.ResetsSent), lo, hi)
+				between(t, "reason "+c.rstReason, snd.ResetReasons[c.rstReason], lo, hi)
+				between(t, "resets received in "+c.rstRecvSt, rcv.ResetsReceived[c.rstRecvSt], lo, hi)
+				between(t, "no handover after a reset", sum(snd.TimeWaitHandovers)+sum(rcv.TimeWaitHandovers), 0, n/20)
+			})
+		}
+		t.Run("simultaneous", func(t *testing.T) {
+			// Both sides send a FIN at once: each connection's two sockets
+			// go FIN_WAIT1 (or CLOSE_WAIT when the peer's FIN came first)
+			// and at least one of them hands over to TIME_WAIT, from
+			// FIN_WAIT2 or through CLOSING.
+			cl, tg := group(t, ev, "simultaneous", C), group(t, ev, "simultaneous", T)
+			for _, g := range []results.EventGroup{cl, tg} {
+				between(t, g.Side+" leaving ESTABLISHED", g.Count("ESTABLISHED", "FIN_WAIT1")+g.Count("ESTABLISHED", "CLOSE_WAIT"), lo, hi)
+			}
+			fw1 := cl.Count("ESTABLISHED", "FIN_WAIT1") + tg.Count("ESTABLISHED", "FIN_WAIT1")
+			between(t, "FIN_WAIT1 entered on both sides", fw1, lo, 2*hi)
+			between(t, "handovers", sum(cl.TimeWaitHandovers)+sum(tg.TimeWaitHandovers), lo, 2*hi)
+			closing := cl.Count("FIN_WAIT1", "CLOSING") + tg.Count("FIN_WAIT1", "CLOSING")
+			between(t, "CLOSING handovers", cl.TimeWaitHandovers["CLOSING"]+tg.TimeWaitHandovers["CLOSING"], closing*9/10, closing)
+		})
+		t.Run("resets-vs-OutRsts", func(t *testing.T) {
+			var sent uint64
+			for _, g := range ev.Groups {
+				sent += sum(g.ResetsSent)
+			}
+			out := rst1 - rst0
+			if sent == 0 || sent > out || sent < out*95/100 {
+				t.Errorf("tracer counted %d resets sent, Tcp OutRsts moved by %d", sent, out)
+			}
+		})
+		if ev.Untracked != 0 {
+			t.Errorf("untracked transitions: %d", ev.Untracked)
+		}
+	})
+}
+
+// TestTracerDwell checks the time in CLOSE_WAIT against a server that
+// sleeps a known time between the client's FIN and its own close.
+func TestTracerDwell(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		const n, sleep = 20, 200 * time.Millisecond
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		tr := openTracer(t, []collector.TracerTarget{{Port: port, Scenario: "sleepy"}})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					io.Copy(io.Discard, c)
+					time.Sleep(sleep)
+				}()
+			}
+		}()
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
+			}()
+		}
+		wg.Wait()
 		time.Sleep(100 * time.Millisecond)
 		ev, err := tr.Read()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, g := range ev.Groups {
-			t.Logf("%s %s: %+v", g.Scenario, g.Side, g.Transitions)
-			for st, d := range g.Dwell {
-				t.Logf("  dwell %s n=%d p50=%d p99=%d", st, d.Count, d.P50, d.P99)
-			}
-			t.Logf("  rst sent %v recv %v reasons %v tw %v", g.ResetsSent, g.ResetsReceived, g.ResetReasons, g.TimeWaitHandovers)
+		d, ok := group(t, ev, "sleepy", results.SideTarget).Dwell["CLOSE_WAIT"]
+		if !ok || d.Count != n {
+			t.Fatalf("CLOSE_WAIT dwell %+v, want %d connections", d, n)
 		}
-		t.Logf("methods %v untracked %d", ev.Methods, ev.Untracked)
+		if p50 := time.Duration(d.P50); p50 < sleep*9/10 || p50 > sleep*11/10 {
+			t.Errorf("CLOSE_WAIT p50 %v, want %v within 10%%", p50, sleep)
+		}
+		// The client waited in FIN_WAIT2 for the same close.
+		if f := group(t, ev, "sleepy", results.SideClient).Dwell["FIN_WAIT2"]; time.Duration(f.P50) < sleep*9/10 {
+			t.Errorf("client FIN_WAIT2 p50 %v, want about %v", time.Duration(f.P50), sleep)
+		}
 	})
 }

@@ -175,6 +175,13 @@ func (p *progBuilder) buildSetState(f setStateFields) asm.Instructions {
 	)
 	p.addOne(p.counters, asm.R1)
 	p.emit(
+		// tcp_set_state to the state a socket is already in (a second close
+		// of a FIN_WAIT2 socket) is counted but leaves its entry time alone.
+		asm.Mov.Reg(asm.R1, asm.R9),
+		asm.RSh.Imm(asm.R1, 4),
+		asm.Mov.Reg(asm.R2, asm.R9),
+		asm.And.Imm(asm.R2, 15),
+		asm.JEq.Reg(asm.R1, asm.R2, "exit"),
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
 		asm.StoreImm(asm.RFP, stkFlags, 0, asm.Word),

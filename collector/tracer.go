@@ -123,9 +123,12 @@ func dwellBucketValue(b int) int64 {
 
 // TracerCensus is the live count of the run's sockets by state and side,
 // derived from the transitions (entered minus left) since the tracer opened.
-// TIME_WAIT is absent: mini-sockets do not report through the tracepoint
-// (see KernelEvents.Methods). CLOSE is absent too (a socket in CLOSE is
-// being created or gone).
+// It counts full sockets only: a socket handed to a timewait mini-socket
+// (TIME_WAIT, or an orphaned FIN_WAIT2 that sock_diag shows as an orphaned
+// FIN_WAIT2) leaves the census, because mini-sockets do not report through
+// the tracepoint (KernelEvents.Methods says whether their lifetime was
+// measured). CLOSE is absent too (a socket in CLOSE is being created or
+// gone), and so are sockets that did not change state since OpenTracer.
 type TracerCensus struct {
 	// Sides maps results.SideClient / SideTarget to per-state counts.
 	Sides map[string]map[string]results.StateCount

@@ -208,6 +208,9 @@ func readTracepointFormats() (map[string]TracepointFormat, error) {
 		"tcp_receive_reset":   "tcp/tcp_receive_reset",
 	}
 	if _, err := os.Stat(filepath.Join(tracefsRoot, "events")); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, unavailable("tracefs: %v (needs root, or CAP_BPF and CAP_PERFMON with tracefs readable)", err)
+		}
 		if err := unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
 			return nil, unavailable("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)
 		}

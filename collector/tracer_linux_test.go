@@ -2,7 +2,14 @@ package collector_test
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
 	"errors"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/netip"
@@ -56,16 +63,24 @@ func scenarioTarget(t *testing.T, hold time.Duration, scenarios ...workload.Scen
 // the target has served them all.
 func drive(t *testing.T, tg *workload.Target, s workload.Scenario, n uint64, hold time.Duration) workload.Counts {
 	t.Helper()
+	c, err := driveErr(tg, s, n, hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func driveErr(tg *workload.Target, s workload.Scenario, n uint64, hold time.Duration) (workload.Counts, error) {
 	a, _ := tg.Addr(s)
 	cfg := workload.Config{Mix: workload.NewMix(s), Targets: []netip.AddrPort{a}, Conns: 4, Cycles: n, Duration: 30 * time.Second,
 		Sources:     workload.DefaultSources(netip.MustParseAddr("127.0.0.1"))[:8],
 		RequestSize: 64, ResponseSize: 100, Hold: hold, Timeout: 5 * time.Second}
 	pool, err := workload.NewPool(cfg, collector.NewLatencySink(1))
 	if err != nil {
-		t.Fatal(err)
+		return workload.Counts{}, err
 	}
 	if err := pool.Run(context.Background()); err != nil {
-		t.Fatal(err)
+		return workload.Counts{}, err
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -75,7 +90,7 @@ func drive(t *testing.T, tg *workload.Target, s workload.Scenario, n uint64, hol
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return pool.Counts(0)
+	return pool.Counts(0), nil
 }
 
 func between(t *testing.T, what string, got, lo, hi uint64) {
@@ -301,4 +316,200 @@ func TestTracerDwell(t *testing.T) {
 			t.Errorf("client FIN_WAIT2 p50 %v, want about %v", time.Duration(f.P50), sleep)
 		}
 	})
+}
+
+// churn makes n client-halfclose-like connections to a fresh listener on
+// addr and returns its port.
+func churn(t *testing.T, addr string, n int) uint16 {
+	t.Helper()
+	p, err := churnErr(addr, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func churnErr(addr string, n int) (uint16, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			ln.Close()
+			<-done
+			return 0, err
+		}
+		c.(*net.TCPConn).CloseWrite()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	<-done
+	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+// TestTracerFilters checks that only the followed namespace and ports are
+// counted: the same port in another namespace and another port in this one
+// leave no trace.
+func TestTracerFilters(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		tr := openTracer(t, []collector.TracerTarget{{Port: port, Scenario: "ours"}})
+
+		// The same port in another, fresh namespace, from a thread of its own.
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // the thread dies with its namespace
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				errc <- err
+				return
+			}
+			if err := nstest.LoopbackUp(); err != nil {
+				errc <- err
+				return
+			}
+			_, err := churnErr(fmt.Sprintf("127.0.0.1:%d", port), 50)
+			errc <- err
+		}()
+		if err := <-errc; err != nil {
+			t.Fatalf("other namespace: %v", err)
+		}
+		other := churn(t, "127.0.0.1:0", 50) // another port here
+		if other == port {
+			t.Fatal("the other port is ours")
+		}
+		ev, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ev.Groups) != 0 {
+			t.Fatalf("counted sockets that are not ours: %+v", ev.Groups)
+		}
+		// And ours are counted: the filter is not simply closed.
+		churn(t, fmt.Sprintf("127.0.0.1:%d", port), 50)
+		time.Sleep(50 * time.Millisecond)
+		if ev, err = tr.Read(); err != nil {
+			t.Fatal(err)
+		}
+		between(t, "our connections", group(t, ev, "ours", results.SideClient).Count("CLOSE", "SYN_SENT"), 50, 50)
+	})
+}
+
+// TestTracerCensus compares the census derived from the transitions with a
+// sock_diag count while connections sit half-closed.
+func TestTracerCensus(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		const n, hold = 300, 1500 * time.Millisecond
+		tg, tt := scenarioTarget(t, hold, workload.CloseWaitLeak)
+		tr := openTracer(t, tt)
+		driven := make(chan error, 1)
+		go func() { _, err := driveErr(tg, workload.CloseWaitLeak, n, hold); driven <- err }()
+		defer func() {
+			if err := <-driven; err != nil {
+				t.Error(err)
+			}
+		}()
+		deadline := time.Now().Add(hold)
+		var cen collector.TracerCensus
+		var diag map[string]results.StateCount
+		for time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			var err error
+			if cen, err = tr.Census(); err != nil {
+				t.Fatal(err)
+			}
+			if diag, err = collector.CountStates(collector.StateQuery{Source: collector.SourceNetlink, Ports: []uint16{tt[0].Port}}); err != nil {
+				t.Fatal(err)
+			}
+			if diag["CLOSE_WAIT"].Total >= n*9/10 {
+				break
+			}
+		}
+		// The clients' half-closed sockets are mini-sockets by now (sock_diag
+		// shows them as orphaned FIN_WAIT2), which the census cannot see;
+		// the targets' CLOSE_WAIT sockets are full sockets on both counts.
+		got, want := cen.Sides[results.SideTarget]["CLOSE_WAIT"].Total, diag["CLOSE_WAIT"].Total
+		if want < n/2 {
+			t.Fatalf("sock_diag saw only %d of %d CLOSE_WAIT", want, n)
+		}
+		if diff := int64(got) - int64(want); diff*100 > int64(want) || -diff*100 > int64(want) {
+			t.Errorf("target CLOSE_WAIT: census %d, sock_diag %d (more than 1%% apart)", got, want)
+		}
+		full := diag["FIN_WAIT2"].Total - diag["FIN_WAIT2"].Orphaned
+		if c := cen.Sides[results.SideClient]["FIN_WAIT2"].Total; c != full {
+			t.Errorf("client FIN_WAIT2 full sockets: census %d, sock_diag %d", c, full)
+		}
+		if cen.Sides[results.SideClient]["CLOSE_WAIT"].Total != 0 || cen.Sides[results.SideTarget]["FIN_WAIT2"].Total != 0 {
+			t.Errorf("census puts states on the wrong side: %v", cen.Sides)
+		}
+	})
+}
+
+// TestTracerUnprivileged runs OpenTracer as nobody (uid 65534): it must
+// fail with ErrTracerUnavailable, saying why.
+func TestTracerUnprivileged(t *testing.T) {
+	if os.Getenv("CLOSELOAD_TRACER_UNPRIV") == "1" {
+		_, err := collector.OpenTracer(collector.TracerConfig{Targets: []collector.TracerTarget{{Port: 8080}}})
+		if !errors.Is(err, collector.ErrTracerUnavailable) {
+			t.Fatalf("as uid %d: %v, want ErrTracerUnavailable", os.Getuid(), err)
+		}
+		fmt.Println("REASON:", err)
+		return
+	}
+	if os.Getuid() != 0 {
+		_, err := collector.OpenTracer(collector.TracerConfig{Targets: []collector.TracerTarget{{Port: 8080}}})
+		if !errors.Is(err, collector.ErrTracerUnavailable) {
+			t.Fatalf("not root: %v, want ErrTracerUnavailable", err)
+		}
+		return
+	}
+	// A copy of the test binary nobody can execute.
+	dir, err := os.MkdirTemp("", "closeload-unpriv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "collector.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestTracerUnprivileged$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CLOSELOAD_TRACER_UNPRIV=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "REASON: "+collector.ErrTracerUnavailable.Error()) {
+		t.Fatalf("no reason printed:\n%s", out)
+	}
+	t.Logf("%s", out)
 }

@@ -21,7 +21,8 @@ func TestNewSamplerValidates(t *testing.T) {
 	}{
 		{"interval below 10ms", SamplerConfig{Interval: 5 * time.Millisecond, Source: SourceProc}, ErrInterval, "--interval"},
 		{"negative interval", SamplerConfig{Interval: -time.Second, Source: SourceProc}, ErrInterval, "--interval"},
-		{"unknown source", SamplerConfig{Source: "ebpf"}, ErrSource, "--collector-source"},
+		{"unknown source", SamplerConfig{Source: "bpf"}, ErrSource, "--collector-source"},
+		{"ebpf without targets", SamplerConfig{Source: SourceEBPF}, ErrTracerConfig, "target ports"},
 		{"port 0", SamplerConfig{Source: SourceProc, Ports: []uint16{0}}, ErrBadPort, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

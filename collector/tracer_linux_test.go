@@ -215,9 +215,12 @@ func TestTracerScenarios(t *testing.T) {
 				if c.rstFrom == T {
 					snd, rcv = tg, cl
 				}
-				between(t, "resets sent", sum(snd.ResetsSent), lo, hi)
-				between(t, "reason "+c.rstReason, snd.ResetReasons[c.rstReason], lo, hi)
-				between(t, "resets received in "+c.rstRecvSt, rcv.ResetsReceived[c.rstRecvSt], lo, hi)
+				// A connection may see a second RST (a late segment hitting the
+				// closed socket): a few more than one per connection.
+				rhi := hi + n/20
+				between(t, "resets sent", sum(snd.ResetsSent), lo, rhi)
+				between(t, "reason "+c.rstReason, snd.ResetReasons[c.rstReason], lo, rhi)
+				between(t, "resets received in "+c.rstRecvSt, rcv.ResetsReceived[c.rstRecvSt], lo, rhi)
 				between(t, "no handover after a reset", sum(snd.TimeWaitHandovers)+sum(rcv.TimeWaitHandovers), 0, n/20)
 			})
 		}

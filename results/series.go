@@ -11,6 +11,9 @@ type Sample struct {
 	// States maps a TCP state name (TIME_WAIT, FIN_WAIT2, CLOSE_WAIT, ...) to
 	// its count among the run's sockets at sample time.
 	States map[string]StateCount `json:"states,omitempty"`
+	// Sides splits States by side (SideClient, SideTarget) when the target
+	// ports are known; sockets of neither side count in States only.
+	Sides map[string]map[string]StateCount `json:"sides,omitempty"`
 	// Counters maps "TcpExt.TWRecycled"-style names to their delta over the
 	// interval.
 	Counters map[string]int64 `json:"counters,omitempty"`
@@ -69,4 +72,7 @@ type CollectorHealth struct {
 	// Notes are remarks about the input that are not errors, e.g. a missing
 	// /proc/net/tcp6 on a host with IPv6 off.
 	Notes []string `json:"notes,omitempty"`
+	// TracerReason says why the eBPF tracer did not serve the socket
+	// states when it was asked for or "auto" would have used it.
+	TracerReason string `json:"tracer_reason,omitempty"`
 }

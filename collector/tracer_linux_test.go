@@ -516,3 +516,42 @@ func TestTracerUnprivileged(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
+
+// TestSamplerSides samples a close-wait-leak hold with each source and
+// checks the side split: CLOSE_WAIT is the target's, FIN_WAIT2 the client's.
+func TestSamplerSides(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		const n, hold = 100, 800 * time.Millisecond
+		for _, src := range []string{collector.SourceNetlink, collector.SourceProc, collector.SourceEBPF} {
+			t.Run(src, func(t *testing.T) {
+				tg, tt := scenarioTarget(t, hold, workload.CloseWaitLeak)
+				port := tt[0].Port
+				cfg := collector.SamplerConfig{Source: src, Interval: 50 * time.Millisecond, Ports: []uint16{port}, TargetPorts: []uint16{port}}
+				if src == collector.SourceEBPF {
+					cfg.Tracer = &collector.TracerConfig{Targets: tt}
+				}
+				s, err := collector.NewSampler(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Start()
+				drive(t, tg, workload.CloseWaitLeak, n, hold)
+				r := s.Stop()
+				if r.Health.Source != src {
+					t.Errorf("source %q, want %q (%s)", r.Health.Source, src, r.Health.TracerReason)
+				}
+				between(t, "peak target CLOSE_WAIT", r.PeakSides[results.SideTarget]["CLOSE_WAIT"].Total, n/2, n)
+				between(t, "peak client CLOSE_WAIT", r.PeakSides[results.SideClient]["CLOSE_WAIT"].Total, 0, 0)
+				between(t, "peak target FIN_WAIT2", r.PeakSides[results.SideTarget]["FIN_WAIT2"].Total, 0, 0)
+				if src == collector.SourceEBPF {
+					if r.Events == nil {
+						t.Fatal("no kernel events from the tracer")
+					}
+					between(t, "client opens", group(t, r.Events, "close-wait-leak", results.SideClient).Count("CLOSE", "SYN_SENT"), n, n)
+				} else {
+					between(t, "peak client FIN_WAIT2", r.PeakSides[results.SideClient]["FIN_WAIT2"].Total, n/2, n)
+				}
+			})
+		}
+	})
+}

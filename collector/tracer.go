@@ -28,6 +28,9 @@ type TracerConfig struct {
 	// NetnsInode is the inode of the network namespace to follow (as in
 	// /proc/PID/ns/net); 0 means the caller's own.
 	NetnsInode uint64
+	// NetnsPath, when set and NetnsInode is 0, names the namespace by a
+	// file such as /proc/PID/ns/net.
+	NetnsPath string
 	// Targets are the target ports: a socket whose local port is one is the
 	// target's side of that scenario, one whose remote port is, the client's.
 	Targets []TracerTarget
@@ -268,4 +271,30 @@ func incr(m map[string]uint64, k string, v uint64) map[string]uint64 {
 	}
 	m[k] += v
 	return m
+}
+
+// TracerTotals are one target port's counts since OpenTracer, both sides
+// together: what `closeload watch` turns into rates.
+type TracerTotals struct {
+	Port                                                       uint16
+	Transitions, ResetsSent, ResetsReceived, TimeWaitHandovers uint64
+}
+
+func totalsFromCounters(ctr []uint64, targets []TracerTarget) []TracerTotals {
+	out := make([]TracerTotals, len(targets))
+	for t, tg := range targets {
+		out[t].Port = tg.Port
+		for sd := 0; sd < tracerSides; sd++ {
+			g := t*tracerSides + sd
+			for i := 0; i < tracerStateIdx*tracerStateIdx; i++ {
+				out[t].Transitions += ctr[ctrTransitions+g*tracerStateIdx*tracerStateIdx+i]
+			}
+			for st := 0; st < tracerStateIdx; st++ {
+				out[t].ResetsSent += ctr[ctrResetsSent+g*tracerStateIdx+st]
+				out[t].ResetsReceived += ctr[ctrResetsRecv+g*tracerStateIdx+st]
+				out[t].TimeWaitHandovers += ctr[ctrHandovers+g*tracerStateIdx+st]
+			}
+		}
+	}
+	return out
 }

@@ -59,9 +59,13 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 	}
 	cfg.Targets = append([]TracerTarget(nil), cfg.Targets...)
 	if cfg.NetnsInode == 0 {
+		path := cfg.NetnsPath
+		if path == "" {
+			path = "/proc/self/ns/net"
+		}
 		var st unix.Stat_t
-		if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-			return nil, unavailable("own network namespace: %v", err)
+		if err := unix.Stat(path, &st); err != nil {
+			return nil, unavailable("network namespace %s: %v", path, err)
 		}
 		cfg.NetnsInode = st.Ino
 	}
@@ -285,6 +289,16 @@ func (t *Tracer) Census() (TracerCensus, error) {
 		return TracerCensus{}, err
 	}
 	return censusMap(censusFromCounters(t.ctr, len(t.cfg.Targets))), nil
+}
+
+// Totals returns each target port's counts so far, both sides together.
+func (t *Tracer) Totals() ([]TracerTotals, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.readCounters(ctrCount); err != nil {
+		return nil, err
+	}
+	return totalsFromCounters(t.ctr, t.cfg.Targets), nil
 }
 
 // Read returns everything counted since OpenTracer, per scenario and side.

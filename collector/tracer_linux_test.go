@@ -555,3 +555,33 @@ func TestSamplerSides(t *testing.T) {
 		}
 	})
 }
+
+// TestWatchEvents checks that watch shows the tracer's transitions and
+// resets per second for a port.
+func TestWatchEvents(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		tg, tt := scenarioTarget(t, 0, workload.Linger0)
+		w, err := collector.NewWatcher(collector.WatchConfig{Source: collector.SourceEBPF, Ports: []uint16{tt[0].Port}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if f := w.Step(); f.Events != nil || f.Err != nil {
+			t.Fatalf("first frame: events %v err %v, want none", f.Events, f.Err)
+		}
+		drive(t, tg, workload.Linger0, 100, 0)
+		f := w.Step()
+		if f.Err != nil || len(f.Events) != 1 {
+			t.Fatalf("events %v err %v", f.Events, f.Err)
+		}
+		e := f.Events[0]
+		if e.Port != tt[0].Port || e.Transitions <= 0 || e.ResetsSent <= 0 || e.ResetsReceived <= 0 || e.TimeWaitHandovers != 0 {
+			t.Errorf("linger0 events %+v: want transitions and resets, no hand-over", e)
+		}
+		var b strings.Builder
+		collector.WriteWatchLine(&b, f)
+		if !strings.Contains(b.String(), "rst_sent=") {
+			t.Errorf("watch line without events: %s", b.String())
+		}
+	})
+}

@@ -24,6 +24,11 @@ func (t *Tracer) Census() (TracerCensus, error) {
 	return TracerCensus{}, fmt.Errorf("%w: eBPF is Linux only", ErrTracerUnavailable)
 }
 
+// Totals is never reached off Linux.
+func (t *Tracer) Totals() ([]TracerTotals, error) {
+	return nil, fmt.Errorf("%w: eBPF is Linux only", ErrTracerUnavailable)
+}
+
 // Read is never reached off Linux.
 func (t *Tracer) Read() (*results.KernelEvents, error) {
 	return nil, fmt.Errorf("%w: eBPF is Linux only", ErrTracerUnavailable)

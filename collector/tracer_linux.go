@@ -26,6 +26,10 @@ const tracefsRoot = "/sys/kernel/tracing"
 // dwell is lost (KernelEvents.Untracked).
 const maxTrackedSockets = 1 << 18
 
+// recentCloses bounds the kernel's memory of sockets that just moved to
+// CLOSE (for the state an abortive close's RST left); the oldest go first.
+const recentCloses = 1 << 14
+
 // Tracer counts the TCP state transitions and resets of the run's sockets in
 // the kernel. Open it before the target listens: its census and counts
 // cover what happens after OpenTracer. Its methods are safe for concurrent
@@ -35,6 +39,7 @@ type Tracer struct {
 	counters *ebpf.Map
 	dwell    *ebpf.Map
 	socks    *ebpf.Map
+	closed   *ebpf.Map
 	ctrMem   *ebpf.Memory
 	dwellMem *ebpf.Memory
 	progs    []*ebpf.Program
@@ -92,7 +97,7 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 		return nil, err
 	}
 	mk := func() *progBuilder {
-		return &progBuilder{counters: t.counters.FD(), dwell: t.dwell.FD(), socks: t.socks.FD(), off: off, netns: uint32(cfg.NetnsInode), targets: cfg.Targets}
+		return &progBuilder{counters: t.counters.FD(), dwell: t.dwell.FD(), socks: t.socks.FD(), closed: t.closed.FD(), off: off, netns: uint32(cfg.NetnsInode), targets: cfg.Targets}
 	}
 	type attach struct {
 		group, name string
@@ -180,6 +185,7 @@ func (t *Tracer) createMaps() error {
 	t.counters = mk("cl_counters", ebpf.Array, 4, 8, ctrCount, unix.BPF_F_MMAPABLE)
 	t.dwell = mk("cl_dwell", ebpf.Array, 4, 8, dwellCount, unix.BPF_F_MMAPABLE)
 	t.socks = mk("cl_socks", ebpf.Hash, 8, 16, maxTrackedSockets, unix.BPF_F_NO_PREALLOC)
+	t.closed = mk("cl_closed", ebpf.LRUHash, 8, 8, recentCloses, 0)
 	if err != nil {
 		return err
 	}
@@ -256,7 +262,8 @@ func tracerMethods(off kernelOffsets, twWhy string) map[string]string {
 		"transitions": "tracepoint sock:inet_sock_set_state, counted in the kernel",
 		"dwell": "per-socket entry time in a kernel hash map, folded on each transition into log-linear buckets " +
 			"(16 per power of two) recorded at their midpoints",
-		"resets":              "tracepoints tcp:tcp_send_reset (state in its record) and tcp:tcp_receive_reset (state read from the socket)",
+		"resets": "tracepoints tcp:tcp_send_reset (state in its record; a socket the kernel moved to CLOSE just before " +
+			"sending, an abortive close, counts under the state it left) and tcp:tcp_receive_reset (state read from the socket)",
 		"reset_reasons":       "enum sk_rst_reason of tcp:tcp_send_reset, names from its format file",
 		"time_wait_handovers": "FIN_WAIT2 or CLOSING -> CLOSE transitions of sockets that sent or received no reset",
 		"time_wait_lifetime":  "not measured: " + twWhy,
@@ -330,11 +337,11 @@ func (t *Tracer) Close() error {
 		p.Close()
 	}
 	t.progs = nil
-	for _, m := range []*ebpf.Map{t.counters, t.dwell, t.socks} {
+	for _, m := range []*ebpf.Map{t.counters, t.dwell, t.socks, t.closed} {
 		if m != nil {
 			m.Close()
 		}
 	}
-	t.counters, t.dwell, t.socks = nil, nil, nil
+	t.counters, t.dwell, t.socks, t.closed = nil, nil, nil, nil
 	return nil
 }

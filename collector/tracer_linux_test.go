@@ -196,6 +196,8 @@ func TestTracerScenarios(t *testing.T) {
 			{workload.Linger0, abortClient, "", C, "TCP_STATE", "ESTABLISHED"},
 			{workload.UnreadClose, abortClient, "", T, "TCP_ABORT_ON_CLOSE", "ESTABLISHED"},
 		}
+		// The aborting side sent its RSTs from ESTABLISHED.
+		sentIn := map[workload.Scenario]string{workload.Linger0: "ESTABLISHED", workload.UnreadClose: "ESTABLISHED"}
 		for _, c := range cases {
 			t.Run(c.s.String(), func(t *testing.T) {
 				for _, w := range append(opener, c.want...) {
@@ -219,6 +221,7 @@ func TestTracerScenarios(t *testing.T) {
 				// closed socket): a few more than one per connection.
 				rhi := hi + n/20
 				between(t, "resets sent", sum(snd.ResetsSent), lo, rhi)
+				between(t, fmt.Sprintf("resets sent in %s (%v)", sentIn[c.s], snd.ResetsSent), snd.ResetsSent[sentIn[c.s]], lo, rhi)
 				between(t, "reason "+c.rstReason, snd.ResetReasons[c.rstReason], lo, rhi)
 				between(t, "resets received in "+c.rstRecvSt, rcv.ResetsReceived[c.rstRecvSt], lo, rhi)
 				between(t, "no handover after a reset", sum(snd.TimeWaitHandovers)+sum(rcv.TimeWaitHandovers), 0, n/20)

@@ -29,6 +29,7 @@ type progBuilder struct {
 	counters int // map fds
 	dwell    int
 	socks    int
+	closed   int // LRU hash: socket address -> state it left for CLOSE
 	off      kernelOffsets
 	netns    uint32
 	targets  []TracerTarget
@@ -182,7 +183,24 @@ func (p *progBuilder) buildSetState(f setStateFields) asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.R9),
 		asm.And.Imm(asm.R2, 15),
 		asm.JEq.Reg(asm.R1, asm.R2, "exit"),
-		asm.FnKtimeGetNs.Call(),
+		// Remember which socket just moved to CLOSE and from where: an
+		// abortive close (tcp_disconnect, tcp_close with unread data) sends
+		// its RST right after, and the reset counts under the state the
+		// connection was in. Keyed by socket, because on loopback the RST
+		// reaches the peer (and its own move to CLOSE) before the sender's
+		// tcp_send_reset fires; an LRU map forgets the closes no reset
+		// followed.
+		asm.JNE.Imm(asm.R2, StateClose, "notclosed"),
+		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
+		asm.StoreMem(asm.RFP, stkVal, asm.R1, asm.DWord),
+		asm.LoadMapPtr(asm.R1, p.closed),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkSock),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stkVal),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.FnKtimeGetNs.Call().WithSymbol("notclosed"),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
 		asm.StoreImm(asm.RFP, stkFlags, 0, asm.Word),
 		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
@@ -335,7 +353,20 @@ func (p *progBuilder) buildSendReset(f sendResetFields) asm.Instructions {
 	p.emit(
 		asm.LoadMem(asm.R1, asm.R6, f.state, asm.Word).WithSymbol("counted"),
 		asm.And.Imm(asm.R1, 15),
-		asm.Mov.Reg(asm.R2, asm.R7),
+		// A socket that just moved to CLOSE counts under the state it left.
+		asm.JNE.Imm(asm.R1, StateClose, "rststate"),
+		asm.JEq.Imm(asm.R8, 0, "rststate"),
+		asm.StoreMem(asm.RFP, stkFlags, asm.R1, asm.Word),
+		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
+		asm.LoadMapPtr(asm.R1, p.closed),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkSock),
+		asm.FnMapLookupElem.Call(),
+		asm.LoadMem(asm.R1, asm.RFP, stkFlags, asm.Word),
+		asm.JEq.Imm(asm.R0, 0, "rststate"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.And.Imm(asm.R1, 15),
+		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("rststate"),
 		asm.LSh.Imm(asm.R2, 4),
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, ctrResetsSent),

@@ -43,7 +43,9 @@ type EventGroup struct {
 	// it to leaving it (same histogram geometry as the phases).
 	Dwell map[string]Phase `json:"dwell,omitempty"`
 	// ResetsSent and ResetsReceived count RSTs by the socket's state when
-	// the kernel sent or received them ("UNKNOWN": no socket).
+	// the kernel sent or received them ("UNKNOWN": no socket). An abortive
+	// close (SO_LINGER 0, close with unread data) moves the socket to CLOSE
+	// just before its RST; it counts under the state the socket left.
 	ResetsSent     map[string]uint64 `json:"resets_sent,omitempty"`
 	ResetsReceived map[string]uint64 `json:"resets_received,omitempty"`
 	// ResetReasons counts sent RSTs by the kernel's enum sk_rst_reason name.

@@ -54,7 +54,9 @@ type SamplerConfig struct {
 	// Tracer, when set and Source is "auto" or "ebpf", opens the eBPF
 	// tracer for these targets: the states of every sample then come from
 	// its census (a fixed cost whatever the number of sockets; full sockets
-	// only, no TIME_WAIT), and SamplerResult.Events holds its counts. With
+	// only), TIME_WAIT from the state source within MaxCPU (a sample that
+	// skips it lists "TIME_WAIT" in Missing), and SamplerResult.Events
+	// holds the tracer's counts. With
 	// "auto" a tracer that cannot open falls back to sock_diag or /proc and
 	// CollectorHealth.TracerReason says why; with "ebpf" it is an error.
 	Tracer *TracerConfig
@@ -109,6 +111,7 @@ type Sampler struct {
 	ticks     int64
 	prevWork  WorkloadCounts
 	counts    Counts
+	tw        timeWaitCount                            // with the tracer: this sample's TIME_WAIT
 	sides     map[string]map[string]results.StateCount // of the last count
 	peakTotal [NumStates]uint64
 	peakOrph  [NumStates]uint64
@@ -268,14 +271,21 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 	t0 := time.Now()
 	smp := results.Sample{T: t0, Elapsed: t0.Sub(s.start).Seconds()}
 
-	if !final && t0.Before(s.nextStates) {
+	throttled := !final && t0.Before(s.nextStates)
+	if s.tracer != nil {
+		// The census is cheap: every sample. TIME_WAIT (mini-sockets the
+		// tracepoints do not see) comes from the state source, within the
+		// CPU budget like any state count.
+		throttled = s.timeWaitFromSource(t0, throttled, &smp)
+	}
+	if throttled && s.tracer == nil {
 		s.health.Throttled++
 		smp.Missing = append(smp.Missing, "states")
 	} else if cpu, err := s.countStates(); err != nil {
 		s.recordErr("socket states: " + err.Error())
 		smp.Missing = append(smp.Missing, "states")
 	} else {
-		if s.cfg.MaxCPU > 0 {
+		if s.cfg.MaxCPU > 0 && s.tracer == nil {
 			// The next count waits until this one's CPU time fits the budget.
 			if float64(cpu) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
 				s.nextStates = t0.Add(time.Duration(float64(cpu) / s.cfg.MaxCPU))
@@ -434,6 +444,42 @@ func (s *Sampler) Stop() SamplerResult {
 	return r
 }
 
+// timeWaitFromSource counts TIME_WAIT with the state source for a sample
+// whose other states come from the tracer, unless the CPU budget says to
+// skip this one (then the sample lists "TIME_WAIT" in Missing). It returns
+// whether it skipped.
+func (s *Sampler) timeWaitFromSource(t0 time.Time, throttled bool, smp *results.Sample) bool {
+	s.tw = timeWaitCount{}
+	if throttled {
+		s.health.Throttled++
+		smp.Missing = append(smp.Missing, "TIME_WAIT")
+		return true
+	}
+	var err error
+	cpu := cpuCost(func() {
+		s.split.reset()
+		err = s.states.countInto(&s.split, &s.split.all)
+	})
+	if err != nil {
+		s.recordErr("TIME_WAIT: " + err.Error())
+		smp.Missing = append(smp.Missing, "TIME_WAIT")
+		return true
+	}
+	if s.cfg.MaxCPU > 0 && float64(cpu) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
+		s.nextStates = t0.Add(time.Duration(float64(cpu) / s.cfg.MaxCPU))
+	}
+	s.tw = timeWaitCount{ok: true, all: s.split.all.Total[StateTimeWait],
+		side: [tracerSides]uint64{s.split.side[0].Total[StateTimeWait], s.split.side[1].Total[StateTimeWait]}}
+	return false
+}
+
+// timeWaitCount is the state source's TIME_WAIT count of one sample.
+type timeWaitCount struct {
+	ok   bool
+	all  uint64
+	side [tracerSides]uint64
+}
+
 // countStates counts socket states into s.counts (and s.sides) and returns
 // the CPU time it took: from the tracer's census when it serves, else from
 // the state source, split by side when the target ports are known.
@@ -456,6 +502,14 @@ func (s *Sampler) countStates() (cpu time.Duration, err error) {
 				}
 			}
 			s.sides = cen.Sides
+			if s.tw.ok {
+				s.counts.Total[StateTimeWait] = s.tw.all
+				for i, name := range []string{results.SideClient, results.SideTarget} {
+					if v := s.tw.side[i]; v > 0 && s.split.targets != nil {
+						s.sides[name]["TIME_WAIT"] = results.StateCount{Total: v}
+					}
+				}
+			}
 		})
 		return cpu, err
 	}

@@ -203,12 +203,12 @@ func buildEvents(cfg TracerConfig, ctr, dwell []uint64, reasons map[int]string, 
 			grp := results.EventGroup{Scenario: tg.Scenario, Side: sideName(sd), Port: tg.Port}
 			tr := map[[2]string]uint64{}
 			base := ctrTransitions + g*tracerStateIdx*tracerStateIdx
-			any := false
+			seen := false
 			for o := 0; o < tracerStateIdx; o++ {
 				for n := 0; n < tracerStateIdx; n++ {
 					if c := ctr[base+o*tracerStateIdx+n]; c > 0 {
 						tr[[2]string{stateName(o), stateName(n)}] += c
-						any = true
+						seen = true
 					}
 				}
 			}
@@ -216,11 +216,11 @@ func buildEvents(cfg TracerConfig, ctr, dwell []uint64, reasons map[int]string, 
 			for st := 0; st < tracerStateIdx; st++ {
 				if c := ctr[ctrResetsSent+g*tracerStateIdx+st]; c > 0 {
 					grp.ResetsSent = incr(grp.ResetsSent, stateName(st), c)
-					any = true
+					seen = true
 				}
 				if c := ctr[ctrResetsRecv+g*tracerStateIdx+st]; c > 0 {
 					grp.ResetsReceived = incr(grp.ResetsReceived, stateName(st), c)
-					any = true
+					seen = true
 				}
 				if c := ctr[ctrHandovers+g*tracerStateIdx+st]; c > 0 {
 					grp.TimeWaitHandovers = incr(grp.TimeWaitHandovers, stateName(st), c)
@@ -257,7 +257,7 @@ func buildEvents(cfg TracerConfig, ctr, dwell []uint64, reasons map[int]string, 
 				}
 				grp.Dwell[stateName(st)] = ph
 			}
-			if any {
+			if seen {
 				ev.Groups = append(ev.Groups, grp)
 			}
 		}

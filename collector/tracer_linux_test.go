@@ -539,6 +539,7 @@ func TestSamplerSides(t *testing.T) {
 				}
 				s.Start()
 				drive(t, tg, workload.CloseWaitLeak, n, hold)
+				time.Sleep(hold + 200*time.Millisecond) // the target closes: clients reach TIME_WAIT
 				r := s.Stop()
 				if r.Health.Source != src {
 					t.Errorf("source %q, want %q (%s)", r.Health.Source, src, r.Health.TracerReason)
@@ -546,6 +547,9 @@ func TestSamplerSides(t *testing.T) {
 				between(t, "peak target CLOSE_WAIT", r.PeakSides[results.SideTarget]["CLOSE_WAIT"].Total, n/2, n)
 				between(t, "peak client CLOSE_WAIT", r.PeakSides[results.SideClient]["CLOSE_WAIT"].Total, 0, 0)
 				between(t, "peak target FIN_WAIT2", r.PeakSides[results.SideTarget]["FIN_WAIT2"].Total, 0, 0)
+				// TIME_WAIT comes from a socket count with every source.
+				between(t, "peak client TIME_WAIT", r.PeakSides[results.SideClient]["TIME_WAIT"].Total, n*9/10, n)
+				between(t, "peak target TIME_WAIT", r.PeakSides[results.SideTarget]["TIME_WAIT"].Total, 0, 0)
 				if src == collector.SourceEBPF {
 					if r.Events == nil {
 						t.Fatal("no kernel events from the tracer")

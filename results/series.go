@@ -24,9 +24,11 @@ type Sample struct {
 	Attempts uint64 `json:"attempts,omitempty"`
 	// Held is the number of connections held open at sample time (storms).
 	Held uint64 `json:"held,omitempty"`
-	// Missing names what this sample lacks because its source failed
-	// ("states", "counters"): an absent state then means "not measured",
-	// never zero. CollectorHealth.Errors says why.
+	// Missing names what this sample lacks because its source failed or
+	// was skipped to stay within the CPU budget ("states", "counters", or
+	// "TIME_WAIT" when the other states came from the eBPF census): an
+	// absent state then means "not measured", never zero.
+	// CollectorHealth.Errors says why.
 	Missing []string `json:"missing,omitempty"`
 }
 

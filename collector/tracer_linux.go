@@ -250,6 +250,11 @@ func timewaitLifetimeProbe() string {
 		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: "inet_twsk_kill", License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	})
+	if errors.Is(err, os.ErrPermission) {
+		// cilium/ebpf adds a MEMLOCK hint to EPERM; memlock is not the
+		// cause on kernels that account BPF memory to the cgroup.
+		return "fentry on inet_twsk_kill refused: operation not permitted"
+	}
 	if err != nil {
 		return fmt.Sprintf("fentry on inet_twsk_kill refused: %v", err)
 	}

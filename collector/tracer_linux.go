@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -44,6 +45,7 @@ type Tracer struct {
 	dwellMem *ebpf.Memory
 	progs    []*ebpf.Program
 	links    []link.Link
+	perfFDs  []int
 	reasons  map[int]string
 	methods  map[string]string
 
@@ -152,17 +154,33 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 			return nil, unavailable("the kernel refused the %s program: %v", a.name, err)
 		}
 		t.progs = append(t.progs, p)
-		l, err := link.Tracepoint(a.group, a.name, p, nil)
-		if err != nil {
+		if err := t.attach(p, formats[a.name].ID); err != nil {
 			return nil, unavailable("attaching to tracepoint %s:%s: %v", a.group, a.name, err)
 		}
-		t.links = append(t.links, l)
 	}
 	t.methods = tracerMethods(off, timewaitLifetimeProbe())
 	t.buf = make([]byte, 8*ctrCount)
 	t.ctr = make([]uint64, ctrCount)
 	ok = true
 	return t, nil
+}
+
+// attach opens the tracepoint's perf event by the ID its format file gave
+// and links the program to it, so nothing after reading the formats needs
+// tracefs.
+func (t *Tracer) attach(p *ebpf.Program, id uint32) error {
+	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: uint64(id), Sample_type: unix.PERF_SAMPLE_RAW, Sample: 1, Wakeup: 1}
+	fd, err := unix.PerfEventOpen(&attr, -1, 0, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("perf_event_open: %w", err)
+	}
+	t.perfFDs = append(t.perfFDs, fd)
+	l, err := link.AttachRawLink(link.RawLinkOptions{Target: fd, Program: p, Attach: ebpf.AttachPerfEvent})
+	if err != nil {
+		return err
+	}
+	t.links = append(t.links, l)
+	return nil
 }
 
 func (t *Tracer) createMaps() error {
@@ -209,25 +227,54 @@ func fieldOffsets(f TracepointFormat, want map[string]*int16, size int) error {
 	return nil
 }
 
-// readTracepointFormats reads the three format files, mounting tracefs
-// when it is not mounted.
+// readTracepointFormats reads the three format files. Where tracefs is not
+// mounted, it mounts it in a private mount namespace of a thread of its own
+// that ends with the read, so the host's mounts stay as they were.
 func readTracepointFormats() (map[string]TracepointFormat, error) {
+	_, err := os.Stat(filepath.Join(tracefsRoot, "events"))
+	switch {
+	case err == nil:
+		return readFormatsAt(tracefsRoot)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, unavailable("tracefs: %v (needs root, or CAP_BPF and CAP_PERFMON with tracefs readable)", err)
+	}
+	type result struct {
+		f   map[string]TracepointFormat
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The thread is never unlocked: it exits with the goroutine, and
+		// its mount namespace with it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			done <- result{err: unavailable("tracefs is not mounted and a private mount namespace to mount it in was refused: %v", err)}
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			done <- result{err: unavailable("making a private mount namespace: %v", err)}
+			return
+		}
+		if err := unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
+			done <- result{err: unavailable("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)}
+			return
+		}
+		f, err := readFormatsAt(tracefsRoot)
+		done <- result{f, err}
+	}()
+	r := <-done
+	return r.f, r.err
+}
+
+func readFormatsAt(root string) (map[string]TracepointFormat, error) {
 	files := map[string]string{
 		"inet_sock_set_state": "sock/inet_sock_set_state",
 		"tcp_send_reset":      "tcp/tcp_send_reset",
 		"tcp_receive_reset":   "tcp/tcp_receive_reset",
 	}
-	if _, err := os.Stat(filepath.Join(tracefsRoot, "events")); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, unavailable("tracefs: %v (needs root, or CAP_BPF and CAP_PERFMON with tracefs readable)", err)
-		}
-		if err := unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
-			return nil, unavailable("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)
-		}
-	}
 	out := map[string]TracepointFormat{}
 	for name, rel := range files {
-		path := filepath.Join(tracefsRoot, "events", rel, "format")
+		path := filepath.Join(root, "events", rel, "format")
 		fh, err := os.Open(path)
 		if err != nil {
 			return nil, unavailable("tracepoint %s: %v", rel, err)
@@ -236,6 +283,9 @@ func readTracepointFormats() (map[string]TracepointFormat, error) {
 		fh.Close()
 		if err != nil {
 			return nil, unavailable("%s: %v", path, err)
+		}
+		if f.ID == 0 {
+			return nil, unavailable("%s: no tracepoint ID", path)
 		}
 		out[name] = f
 	}
@@ -338,6 +388,10 @@ func (t *Tracer) Close() error {
 		l.Close()
 	}
 	t.links = nil
+	for _, fd := range t.perfFDs {
+		unix.Close(fd)
+	}
+	t.perfFDs = nil
 	for _, p := range t.progs {
 		p.Close()
 	}

@@ -248,7 +248,7 @@ func readTracepointFormats() (map[string]TracepointFormat, error) {
 		// its mount namespace with it.
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			done <- result{err: unavailable("tracefs is not mounted and a private mount namespace to mount it in was refused: %v", err)}
+			done <- result{err: unavailable("tracefs is not mounted and a private mount namespace to mount it in was refused: %v (needs root: CAP_SYS_ADMIN to mount tracefs, CAP_BPF and CAP_PERFMON to load the programs)", err)}
 			return
 		}
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {

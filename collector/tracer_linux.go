@@ -228,8 +228,8 @@ func fieldOffsets(f TracepointFormat, want map[string]*int16, size int) error {
 }
 
 // readTracepointFormats reads the three format files. Where tracefs is not
-// mounted, it mounts it in a private mount namespace of a thread of its own
-// that ends with the read, so the host's mounts stay as they were.
+// mounted, it is read through privateTracefs, so the host's mounts stay as
+// they were.
 func readTracepointFormats() (map[string]TracepointFormat, error) {
 	_, err := os.Stat(filepath.Join(tracefsRoot, "events"))
 	switch {
@@ -238,32 +238,60 @@ func readTracepointFormats() (map[string]TracepointFormat, error) {
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, unavailable("tracefs: %v (needs root, or CAP_BPF and CAP_PERFMON with tracefs readable)", err)
 	}
-	type result struct {
-		f   map[string]TracepointFormat
-		err error
+	var f map[string]TracepointFormat
+	if err := privateTracefs(func() error {
+		var err error
+		f, err = readFormatsAt(tracefsRoot)
+		return err
+	}); err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	go func() {
-		// The thread is never unlocked: it exits with the goroutine, and
-		// its mount namespace with it.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			done <- result{err: unavailable("tracefs is not mounted and a private mount namespace to mount it in was refused: %v (needs root: CAP_SYS_ADMIN to mount tracefs, CAP_BPF and CAP_PERFMON to load the programs)", err)}
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			done <- result{err: unavailable("making a private mount namespace: %v", err)}
-			return
-		}
-		if err := unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
-			done <- result{err: unavailable("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)}
-			return
-		}
-		f, err := readFormatsAt(tracefsRoot)
-		done <- result{f, err}
-	}()
-	r := <-done
-	return r.f, r.err
+	return f, nil
+}
+
+var (
+	tracefsOnce sync.Once
+	tracefsRun  chan func()
+	tracefsErr  error
+)
+
+// privateTracefs runs fn on one thread that has tracefs mounted in a mount
+// namespace of its own. The thread is started once and parked for the life
+// of the process: a thread that ended would take its mount namespace with
+// it, but also send the parent-death signal to any child process the Go
+// runtime happened to fork from it (the helpers and namespaced children
+// tests start with Pdeathsig).
+func privateTracefs(fn func() error) error {
+	tracefsOnce.Do(func() {
+		ready := make(chan error, 1)
+		tracefsRun = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the namespace is this thread's
+			err := unix.Unshare(unix.CLONE_NEWNS)
+			if err != nil {
+				err = unavailable("tracefs is not mounted and a private mount namespace to mount it in was refused: %v "+
+					"(needs root: CAP_SYS_ADMIN to mount tracefs, CAP_BPF and CAP_PERFMON to load the programs)", err)
+			} else if err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				err = unavailable("making a private mount namespace: %v", err)
+			} else if err = unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
+				err = unavailable("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)
+			}
+			ready <- err
+			if err != nil {
+				select {} // parked: this thread's namespace is no longer the process's
+			}
+			for f := range tracefsRun {
+				f()
+			}
+		}()
+		tracefsErr = <-ready
+	})
+	if tracefsErr != nil {
+		return tracefsErr
+	}
+	done := make(chan error, 1)
+	tracefsRun <- func() { done <- fn() }
+	return <-done
 }
 
 func readFormatsAt(root string) (map[string]TracepointFormat, error) {

@@ -32,9 +32,10 @@ const maxTrackedSockets = 1 << 18
 const recentCloses = 1 << 14
 
 // Tracer counts the TCP state transitions and resets of the run's sockets in
-// the kernel. Open it before the target listens: its census and counts
-// cover what happens after OpenTracer. Its methods are safe for concurrent
-// use.
+// the kernel. Open it before the workload starts (the target may already
+// listen): its census and counts cover what happens after OpenTracer, so a
+// listener opened earlier is absent from the census. Its methods are safe
+// for concurrent use.
 type Tracer struct {
 	cfg      TracerConfig
 	counters *ebpf.Map

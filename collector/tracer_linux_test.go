@@ -420,6 +420,17 @@ func TestTracerFilters(t *testing.T) {
 			t.Fatal(err)
 		}
 		between(t, "our connections", group(t, ev, "ours", results.SideClient).Count("CLOSE", "SYN_SENT"), 50, 50)
+		// IPv6 sockets on our port count the same way.
+		if _, err := churnErr(fmt.Sprintf("[::1]:%d", port), 20); err != nil {
+			t.Logf("no IPv6 loopback here (%v): IPv6 not checked", err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+		if ev, err = tr.Read(); err != nil {
+			t.Fatal(err)
+		}
+		between(t, "our connections with IPv6", group(t, ev, "ours", results.SideClient).Count("CLOSE", "SYN_SENT"), 70, 70)
+		between(t, "IPv6 target side", group(t, ev, "ours", results.SideTarget).Count("LAST_ACK", "CLOSE"), 70, 70)
 	})
 }
 

@@ -42,7 +42,7 @@ func (p *progBuilder) label(prefix string) string {
 
 func (p *progBuilder) emit(ins ...asm.Instruction) { p.ins = append(p.ins, ins...) }
 
-// addCounter adds 1 to u64 element idxReg of the array map fd; idxReg is
+// addOne adds 1 to u64 element idxReg of the array map fd; idxReg is
 // clobbered along with R0-R5.
 func (p *progBuilder) addOne(fd int, idxReg asm.Register) {
 	skip := p.label("skip")

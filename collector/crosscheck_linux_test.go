@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/closeload/closeload/internal/nstest"
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/results"
 )
 
@@ -410,7 +411,7 @@ func TestSamplerInNamespace(t *testing.T) {
 			t.Errorf("Sockstat.TCP.orphan scope %q", d.Scope)
 		}
 		var b strings.Builder
-		WriteSummary(&b, r)
+		report.WriteKernelSummary(&b, runOf(r))
 		for _, want := range []string{"sock_diag", fmt.Sprintf("ports %d", p.port), "TIME_WAIT", "orphaned", "TWRecycled", "OutRsts"} {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("summary lacks %q:\n%s", want, b.String())

@@ -19,6 +19,19 @@
 // orphans (see StateCount and Counts.add for the exact rule): tcp_fin_timeout
 // reaps only orphaned FIN_WAIT2.
 //
+// Kernel events come from the eBPF tracer (tracer*.go), where it is
+// permitted: programs written with cilium/ebpf's asm package (no compiler,
+// no object files) on the tracepoints sock:inet_sock_set_state,
+// tcp:tcp_send_reset and tcp:tcp_receive_reset count, in the kernel, every
+// state transition and reset of the run's sockets (its network namespace
+// and target ports), per side and target port, and fold the time each
+// connection spent in each state into log-linear histograms. Field offsets
+// come from the tracepoints' format files under tracefs
+// (ParseTracepointFormat) and, for the few struct fields read through
+// bpf_probe_read_kernel, from the kernel's BTF. Nothing per connection
+// crosses to user space: a read is a copy of memory-mapped counters, so a
+// census derived from them costs the same for 10 or 100k sockets.
+//
 // Kernel counters come from /proc/net/netstat (TcpExt), /proc/net/snmp (Tcp)
 // and /proc/net/sockstat{,6}; CounterScope says which of them the kernel keeps
 // per network namespace and which for the whole host.

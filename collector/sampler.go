@@ -48,6 +48,18 @@ type SamplerConfig struct {
 	// competes with the workload it measures; counters are read every
 	// interval regardless. Negative: no limit.
 	MaxCPU float64
+	// TargetPorts split the socket states of every sample and of the peaks
+	// into the client side and the target side (see results.Sample.Sides).
+	TargetPorts []uint16
+	// Tracer, when set and Source is "auto" or "ebpf", opens the eBPF
+	// tracer for these targets: the states of every sample then come from
+	// its census (a fixed cost whatever the number of sockets; full sockets
+	// only), TIME_WAIT from the state source within MaxCPU (a sample that
+	// skips it lists "TIME_WAIT" in Missing), and SamplerResult.Events
+	// holds the tracer's counts. With
+	// "auto" a tracer that cannot open falls back to sock_diag or /proc and
+	// CollectorHealth.TracerReason says why; with "ebpf" it is an error.
+	Tracer *TracerConfig
 }
 
 // DefaultMaxCPU is the default budget of the state counts: 3% of one core.
@@ -70,7 +82,12 @@ type SamplerResult struct {
 	Counters []results.CounterDelta
 	// Peaks holds, per state, the highest total and the highest orphan
 	// count seen in any sample (each maximum on its own).
-	Peaks  map[string]results.StateCount
+	Peaks map[string]results.StateCount
+	// PeakSides holds the peaks per side (results.SideClient/SideTarget),
+	// when TargetPorts or a tracer split them.
+	PeakSides map[string]map[string]results.StateCount
+	// Events is what the tracer counted, when it served.
+	Events *results.KernelEvents
 	Health results.CollectorHealth
 }
 
@@ -80,6 +97,9 @@ type SamplerResult struct {
 type Sampler struct {
 	cfg      SamplerConfig
 	states   *StateSource
+	tracer   *Tracer
+	split    sideSplit
+	peakSide [tracerSides]map[string]results.StateCount
 	counters *counterReader
 
 	mu        sync.Mutex
@@ -91,6 +111,8 @@ type Sampler struct {
 	ticks     int64
 	prevWork  WorkloadCounts
 	counts    Counts
+	tw        timeWaitCount                            // with the tracer: this sample's TIME_WAIT
+	sides     map[string]map[string]results.StateCount // of the last count
 	peakTotal [NumStates]uint64
 	peakOrph  [NumStates]uint64
 	peakUnk   uint64
@@ -139,13 +161,34 @@ func NewSampler(cfg SamplerConfig) (*Sampler, error) {
 	if cfg.Source == "" {
 		cfg.Source = SourceAuto
 	}
+	if err := ValidateSource(cfg.Source); err != nil {
+		return nil, err
+	}
+	var tracer *Tracer
+	var tracerReason string
+	if cfg.Tracer != nil && (cfg.Source == SourceAuto || cfg.Source == SourceEBPF) {
+		tracer, err = OpenTracer(*cfg.Tracer)
+		if err != nil {
+			if cfg.Source == SourceEBPF || !errors.Is(err, ErrTracerUnavailable) {
+				return nil, err
+			}
+			tracerReason = err.Error()
+		}
+	} else if cfg.Source == SourceEBPF {
+		return nil, fmt.Errorf("%w: source ebpf needs the target ports to follow", ErrTracerConfig)
+	}
 	st, err := OpenStateSource(StateQuery{ProcRoot: cfg.ProcRoot, Source: cfg.Source, Ports: cfg.Ports, NetnsPath: cfg.NetnsPath})
 	if err != nil {
+		if tracer != nil {
+			tracer.Close()
+		}
 		return nil, err
 	}
 	s := &Sampler{
 		cfg:       cfg,
 		states:    st,
+		tracer:    tracer,
+		split:     sideSplit{targets: newPortSet(cfg.TargetPorts)},
 		counters:  newCounterReader(cfg.ProcRoot),
 		base:      make(map[string]int64, 160),
 		prev:      make(map[string]int64, 160),
@@ -159,6 +202,7 @@ func NewSampler(cfg SamplerConfig) (*Sampler, error) {
 		s.health.CPUBudget = cfg.MaxCPU
 	}
 	s.health.Ports = append([]uint16(nil), cfg.Ports...)
+	s.health.TracerReason = tracerReason
 	n, err := s.counters.read(s.base)
 	s.health.ParseErrors += uint64(n)
 	if err != nil {
@@ -227,14 +271,21 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 	t0 := time.Now()
 	smp := results.Sample{T: t0, Elapsed: t0.Sub(s.start).Seconds()}
 
-	if !final && t0.Before(s.nextStates) {
+	throttled := !final && t0.Before(s.nextStates)
+	if s.tracer != nil {
+		// The census is cheap: every sample. TIME_WAIT (mini-sockets the
+		// tracepoints do not see) comes from the state source, within the
+		// CPU budget like any state count.
+		throttled = s.timeWaitFromSource(t0, throttled, &smp)
+	}
+	if throttled && s.tracer == nil {
 		s.health.Throttled++
 		smp.Missing = append(smp.Missing, "states")
 	} else if cpu, err := s.countStates(); err != nil {
 		s.recordErr("socket states: " + err.Error())
 		smp.Missing = append(smp.Missing, "states")
 	} else {
-		if s.cfg.MaxCPU > 0 {
+		if s.cfg.MaxCPU > 0 && s.tracer == nil {
 			// The next count waits until this one's CPU time fits the budget.
 			if float64(cpu) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
 				s.nextStates = t0.Add(time.Duration(float64(cpu) / s.cfg.MaxCPU))
@@ -248,6 +299,11 @@ func (s *Sampler) sample(now time.Time, final bool) results.Sample {
 			s.peakOrph[i] = max(s.peakOrph[i], s.counts.Orphaned[i])
 		}
 		s.peakUnk = max(s.peakUnk, s.counts.Unknown)
+		if smp.Sides = s.sides; smp.Sides != nil {
+			for i, name := range []string{results.SideClient, results.SideTarget} {
+				s.peakSide[i] = peakStates(s.peakSide[i], smp.Sides[name])
+			}
+		}
 	}
 	s.health.Notes = append(s.health.Notes, s.states.TakeNotes()...)
 
@@ -326,6 +382,9 @@ func (s *Sampler) Stop() SamplerResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := SamplerResult{Series: s.series, Peaks: map[string]results.StateCount{}}
+	if s.peakSide[0] != nil || s.peakSide[1] != nil {
+		r.PeakSides = map[string]map[string]results.StateCount{results.SideClient: s.peakSide[0], results.SideTarget: s.peakSide[1]}
+	}
 	for i, name := range StateNames {
 		if name != "" && s.peakTotal[i] > 0 {
 			r.Peaks[name] = results.StateCount{Total: s.peakTotal[i], Orphaned: s.peakOrph[i]}
@@ -349,7 +408,9 @@ func (s *Sampler) Stop() SamplerResult {
 		}
 	}
 	h := s.health
-	if s.stateOK {
+	if s.stateOK && s.tracer != nil {
+		h.Source = SourceEBPF
+	} else if s.stateOK {
 		h.Source = s.states.Name()
 	} else {
 		h.Source = "none"
@@ -369,14 +430,115 @@ func (s *Sampler) Stop() SamplerResult {
 		}
 		h.Errors = append(h.Errors, msg)
 	}
+	if s.tracer != nil {
+		ev, err := s.tracer.Read()
+		if err != nil {
+			h.Errors = append(h.Errors, "kernel events: "+err.Error())
+		}
+		r.Events = ev
+		s.tracer.Close()
+	}
 	r.Health = h
 	s.states.Close()
 	s.result = &r
 	return r
 }
 
-// countStates counts socket states and returns the CPU time it took.
+// timeWaitFromSource counts TIME_WAIT with the state source for a sample
+// whose other states come from the tracer, unless the CPU budget says to
+// skip this one (then the sample lists "TIME_WAIT" in Missing). It returns
+// whether it skipped.
+func (s *Sampler) timeWaitFromSource(t0 time.Time, throttled bool, smp *results.Sample) bool {
+	s.tw = timeWaitCount{}
+	if throttled {
+		s.health.Throttled++
+		smp.Missing = append(smp.Missing, "TIME_WAIT")
+		return true
+	}
+	var err error
+	cpu := cpuCost(func() {
+		s.split.reset()
+		err = s.states.countInto(&s.split, &s.split.all)
+	})
+	if err != nil {
+		s.recordErr("TIME_WAIT: " + err.Error())
+		smp.Missing = append(smp.Missing, "TIME_WAIT")
+		return true
+	}
+	if s.cfg.MaxCPU > 0 && float64(cpu) > s.cfg.MaxCPU*float64(s.cfg.Interval) {
+		s.nextStates = t0.Add(time.Duration(float64(cpu) / s.cfg.MaxCPU))
+	}
+	s.tw = timeWaitCount{ok: true, all: s.split.all.Total[StateTimeWait],
+		side: [tracerSides]uint64{s.split.side[0].Total[StateTimeWait], s.split.side[1].Total[StateTimeWait]}}
+	return false
+}
+
+// timeWaitCount is the state source's TIME_WAIT count of one sample.
+type timeWaitCount struct {
+	ok   bool
+	all  uint64
+	side [tracerSides]uint64
+}
+
+// countStates counts socket states into s.counts (and s.sides) and returns
+// the CPU time it took: from the tracer's census when it serves, else from
+// the state source, split by side when the target ports are known.
 func (s *Sampler) countStates() (cpu time.Duration, err error) {
-	cpu = cpuCost(func() { err = s.states.Count(&s.counts) })
+	s.sides = nil
+	if s.tracer != nil {
+		cpu = cpuCost(func() {
+			var cen TracerCensus
+			if cen, err = s.tracer.Census(); err != nil {
+				return
+			}
+			s.counts.reset()
+			for _, m := range cen.Sides {
+				for name, c := range m {
+					for i, n := range StateNames {
+						if n == name {
+							s.counts.Total[i] += c.Total
+						}
+					}
+				}
+			}
+			s.sides = cen.Sides
+			if s.tw.ok {
+				s.counts.Total[StateTimeWait] = s.tw.all
+				for i, name := range []string{results.SideClient, results.SideTarget} {
+					if v := s.tw.side[i]; v > 0 && s.split.targets != nil {
+						s.sides[name]["TIME_WAIT"] = results.StateCount{Total: v}
+					}
+				}
+			}
+		})
+		return cpu, err
+	}
+	if s.split.targets == nil {
+		cpu = cpuCost(func() { err = s.states.Count(&s.counts) })
+		return cpu, err
+	}
+	cpu = cpuCost(func() {
+		s.split.reset()
+		err = s.states.countInto(&s.split, &s.split.all)
+	})
+	s.counts = s.split.all
+	if err == nil {
+		s.sides = s.split.sidesMap()
+	}
 	return cpu, err
+}
+
+// peakStates raises the peaks in p to the counts in m (each maximum on its
+// own), allocating p on first use.
+func peakStates(p, m map[string]results.StateCount) map[string]results.StateCount {
+	if p == nil {
+		p = map[string]results.StateCount{}
+	}
+	for k, c := range m {
+		cur := p[k]
+		cur.Total = max(cur.Total, c.Total)
+		cur.Orphaned = max(cur.Orphaned, c.Orphaned)
+		p[k] = cur
+	}
+	return p
 }

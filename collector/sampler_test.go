@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/results"
 )
 
@@ -21,7 +22,8 @@ func TestNewSamplerValidates(t *testing.T) {
 	}{
 		{"interval below 10ms", SamplerConfig{Interval: 5 * time.Millisecond, Source: SourceProc}, ErrInterval, "--interval"},
 		{"negative interval", SamplerConfig{Interval: -time.Second, Source: SourceProc}, ErrInterval, "--interval"},
-		{"unknown source", SamplerConfig{Source: "ebpf"}, ErrSource, "--collector-source"},
+		{"unknown source", SamplerConfig{Source: "bpf"}, ErrSource, "--collector-source"},
+		{"ebpf without targets", SamplerConfig{Source: SourceEBPF}, ErrTracerConfig, "target ports"},
 		{"port 0", SamplerConfig{Source: SourceProc, Ports: []uint16{0}}, ErrBadPort, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,7 +148,7 @@ func TestSamplerSourceFails(t *testing.T) {
 		t.Errorf("repeated errors are counted, not repeated: %v", r.Health.Errors)
 	}
 	var b strings.Builder
-	WriteSummary(&b, r)
+	report.WriteKernelSummary(&b, runOf(r))
 	if !strings.Contains(b.String(), "TIME_WAIT n/a") || !strings.Contains(b.String(), "TW n/a") || !strings.Contains(b.String(), "error:") || r.Counters != nil {
 		t.Errorf("summary must say n/a, not 0, and show errors:\n%s", b.String())
 	}
@@ -172,7 +174,7 @@ func TestSamplerCPUBudget(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	WriteSummary(&b, r)
+	report.WriteKernelSummary(&b, runOf(r))
 	if !strings.Contains(b.String(), "to keep within") {
 		t.Errorf("summary does not mention throttling:\n%s", b.String())
 	}
@@ -211,7 +213,7 @@ func TestAutoFallsBackToProc(t *testing.T) {
 		t.Fatal("an explicit netlink source that is refused must be an error")
 	}
 	var b strings.Builder
-	WriteSummary(&b, r)
+	report.WriteKernelSummary(&b, runOf(r))
 	if strings.Count(b.String(), "permission denied") != 1 {
 		t.Errorf("the fallback is said once:\n%s", b.String())
 	}
@@ -219,8 +221,15 @@ func TestAutoFallsBackToProc(t *testing.T) {
 
 func TestWriteSummaryNotSampled(t *testing.T) {
 	var b strings.Builder
-	WriteSummary(&b, SamplerResult{Health: results.CollectorHealth{Errors: []string{"--interval 1ms: too short"}}})
+	report.WriteKernelSummary(&b, &results.Run{Collector: &results.CollectorHealth{Errors: []string{"--interval 1ms: too short"}}})
 	if strings.Contains(b.String(), " 0") || !strings.Contains(b.String(), "not sampled") || !strings.Contains(b.String(), "too short") {
 		t.Fatalf("a run without samples must not print zeros:\n%s", b.String())
 	}
+}
+
+// runOf puts a sampler's result in a record, as the runner does, for the
+// summary renderer.
+func runOf(r SamplerResult) *results.Run {
+	h := r.Health
+	return &results.Run{Series: r.Series, Counters: r.Counters, Peaks: r.Peaks, PeakSides: r.PeakSides, Collector: &h, KernelEvents: r.Events}
 }

@@ -16,6 +16,8 @@ const (
 	SourceProc    = "proc"    // /proc/net/tcp{,6} only
 )
 
+// SourceEBPF ("ebpf", the kernel-event tracer) is declared in tracer.go.
+
 // Address families for StateQuery.Families (the values of AF_INET and
 // AF_INET6 on Linux).
 const (
@@ -33,10 +35,10 @@ var ErrSource = errors.New("unknown collector source")
 // ValidateSource checks a --collector-source value ("" means auto).
 func ValidateSource(s string) error {
 	switch s {
-	case "", SourceAuto, SourceNetlink, SourceProc:
+	case "", SourceAuto, SourceNetlink, SourceProc, SourceEBPF:
 		return nil
 	}
-	return fmt.Errorf("--collector-source %q: %w (accepted: auto, netlink, proc)", s, ErrSource)
+	return fmt.Errorf("--collector-source %q: %w (accepted: auto, ebpf, netlink, proc)", s, ErrSource)
 }
 
 // StateQuery says which sockets to count and how.
@@ -67,6 +69,11 @@ func (q StateQuery) normalize() (StateQuery, error) {
 	}
 	if err := ValidateSource(q.Source); err != nil {
 		return q, err
+	}
+	if q.Source == SourceEBPF {
+		// The tracer counts transitions, not sockets: a socket listing
+		// under it is sock_diag's or /proc's.
+		q.Source = SourceAuto
 	}
 	for _, p := range q.Ports {
 		if p == 0 {

@@ -3,6 +3,7 @@ package collector
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -50,8 +51,18 @@ type WatchFrame struct {
 	// Rates are counter changes per second since the previous frame; nil
 	// on the first frame.
 	Rates map[string]float64
+	// Events are the kernel's transitions and resets per second for each
+	// watched port, counted by the eBPF tracer since the previous frame;
+	// nil on the first frame or without the tracer.
+	Events []WatchEvents
 	// Err is a source failure this frame; the view shows it and goes on.
 	Err error
+}
+
+// WatchEvents is one port's kernel events per second (both sides).
+type WatchEvents struct {
+	Port                                                       uint16
+	Transitions, ResetsSent, ResetsReceived, TimeWaitHandovers float64
 }
 
 // Watcher produces watch frames: one dump of socket states, tallied per
@@ -65,6 +76,14 @@ type Watcher struct {
 	cur      map[string]int64
 	prevT    time.Time
 	notes    []string
+
+	// The tracer follows the rows' ports; it is reopened when they change.
+	cfg         WatchConfig
+	tracer      *Tracer
+	tracerPorts []uint16
+	tracerTried bool
+	prevTotals  []TracerTotals
+	prevTotalsT time.Time
 }
 
 // NewWatcher validates cfg and opens the sources.
@@ -74,6 +93,7 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{
+		cfg:      cfg,
 		src:      src,
 		counters: newCounterReader(cfg.ProcRoot),
 		explicit: len(cfg.Ports) > 0,
@@ -82,6 +102,12 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 	}
 	if r := src.FallbackReason(); r != "" {
 		w.notes = append(w.notes, r)
+	}
+	if len(cfg.Ports) > 0 {
+		if err := w.follow(cfg.Ports); err != nil {
+			src.Close()
+			return nil, err
+		}
 	}
 	return w, nil
 }
@@ -94,7 +120,85 @@ func (w *Watcher) Notes() []string {
 }
 
 // Close releases the sources.
-func (w *Watcher) Close() error { return w.src.Close() }
+func (w *Watcher) Close() error {
+	if w.tracer != nil {
+		w.tracer.Close()
+	}
+	return w.src.Close()
+}
+
+// follow (re)opens the tracer for ports when the source allows it: with
+// "ebpf" a tracer that cannot open is an error, with "auto" a note once.
+func (w *Watcher) follow(ports []uint16) error {
+	src := w.cfg.Source
+	if src != "" && src != SourceAuto && src != SourceEBPF {
+		return nil
+	}
+	if w.tracer != nil && slices.Equal(ports, w.tracerPorts) {
+		return nil
+	}
+	if w.tracerTried && w.tracer == nil {
+		return nil // refused once: the reason (privilege, kernel) stays
+	}
+	if w.tracer != nil {
+		w.tracer.Close()
+		w.tracer = nil
+	}
+	w.prevTotals = nil
+	w.tracerPorts = append(w.tracerPorts[:0], ports...)
+	if len(ports) == 0 {
+		return nil
+	}
+	tc := TracerConfig{NetnsPath: w.cfg.NetnsPath}
+	for _, p := range ports[:min(len(ports), MaxTracerTargets)] {
+		tc.Targets = append(tc.Targets, TracerTarget{Port: p})
+	}
+	t, err := OpenTracer(tc)
+	if err != nil {
+		if src == SourceEBPF {
+			return err
+		}
+		if !w.tracerTried {
+			w.notes = append(w.notes, "kernel events not shown: "+err.Error())
+		}
+		w.tracerTried = true
+		return nil
+	}
+	w.tracerTried = true
+	w.tracer = t
+	if len(ports) > MaxTracerTargets {
+		w.notes = append(w.notes, fmt.Sprintf("kernel events for the first %d ports only", MaxTracerTargets))
+	}
+	return nil
+}
+
+// events computes the per-second kernel events since the previous frame.
+func (w *Watcher) events(now time.Time) ([]WatchEvents, error) {
+	if w.tracer == nil {
+		return nil, nil
+	}
+	tot, err := w.tracer.Totals()
+	if err != nil {
+		return nil, err
+	}
+	prev, prevT := w.prevTotals, w.prevTotalsT
+	w.prevTotals, w.prevTotalsT = tot, now
+	dt := now.Sub(prevT).Seconds()
+	if prev == nil || len(prev) != len(tot) || dt <= 0 {
+		return nil, nil
+	}
+	out := make([]WatchEvents, len(tot))
+	for i, c := range tot {
+		p := prev[i]
+		out[i] = WatchEvents{Port: c.Port,
+			Transitions:       float64(c.Transitions-p.Transitions) / dt,
+			ResetsSent:        float64(c.ResetsSent-p.ResetsSent) / dt,
+			ResetsReceived:    float64(c.ResetsReceived-p.ResetsReceived) / dt,
+			TimeWaitHandovers: float64(c.TimeWaitHandovers-p.TimeWaitHandovers) / dt,
+		}
+	}
+	return out, nil
+}
 
 // Step counts sockets and reads counters once.
 func (w *Watcher) Step() WatchFrame {
@@ -109,6 +213,16 @@ func (w *Watcher) Step() WatchFrame {
 		f.Err = err
 	} else {
 		f.Rows = w.table.rows()
+		if !w.explicit {
+			if err := w.follow(w.table.ports); err != nil {
+				f.Err = err
+			}
+		}
+	}
+	if ev, err := w.events(f.T); err != nil && f.Err == nil {
+		f.Err = err
+	} else {
+		f.Events = ev
 	}
 	clear(w.cur)
 	if _, err := w.counters.read(w.cur); err != nil && f.Err == nil {
@@ -276,6 +390,12 @@ func WriteWatchTable(w io.Writer, f WatchFrame) {
 			fmt.Fprintln(w)
 		}
 	}
+	if len(f.Events) > 0 {
+		fmt.Fprintf(w, "\nkernel events per second (eBPF):\n%-6s %12s %12s %12s %12s\n", "PORT", "transitions", "RST sent", "RST received", "to TIME_WAIT")
+		for _, e := range f.Events {
+			fmt.Fprintf(w, "%-6d %12.1f %12.1f %12.1f %12.1f\n", e.Port, e.Transitions, e.ResetsSent, e.ResetsReceived, e.TimeWaitHandovers)
+		}
+	}
 	if f.Err != nil {
 		fmt.Fprintf(w, "\nerror: %v\n", f.Err)
 	}
@@ -320,6 +440,10 @@ func WriteWatchLine(w io.Writer, f WatchFrame) {
 		if n == 0 {
 			b.WriteString(" all 0")
 		}
+	}
+	for _, e := range f.Events {
+		fmt.Fprintf(&b, " events/s %d: transitions=%.1f rst_sent=%.1f rst_received=%.1f to_time_wait=%.1f;",
+			e.Port, e.Transitions, e.ResetsSent, e.ResetsReceived, e.TimeWaitHandovers)
 	}
 	if f.Err != nil {
 		fmt.Fprintf(&b, " error=%q", f.Err.Error())

@@ -36,6 +36,10 @@ func WriteRunSummary(w io.Writer, r *results.Run) {
 		fmt.Fprintln(w)
 		WriteKernelSummary(w, r)
 	}
+	if r.KernelEvents != nil {
+		fmt.Fprintln(w)
+		_ = WriteKernelEvents(w, r.KernelEvents)
+	}
 	if len(r.Notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range r.Notes {
@@ -381,6 +385,17 @@ func WriteKernelSummary(w io.Writer, r *results.Run) {
 		}
 	}
 	fmt.Fprintln(w)
+	for _, side := range []string{results.SideClient, results.SideTarget} {
+		peaks, ok := r.PeakSides[side]
+		if !ok || h.Source == "none" || h.Source == "" {
+			continue
+		}
+		fmt.Fprintf(w, "    %s side:", side)
+		for _, name := range SummaryStates {
+			fmt.Fprintf(w, "  %s %d", name, peaks[name].Total)
+		}
+		fmt.Fprintln(w)
+	}
 	deltas := make(map[string]results.CounterDelta, len(r.Counters))
 	for _, d := range r.Counters {
 		deltas[d.Name] = d

@@ -168,6 +168,17 @@ func mergeShards(shards []*Run) (*Run, error) {
 	out.Peaks = mergePeaks(shards, out.Series)
 	out.Collector = mergeCollector(shards)
 	out.Storm = mergeStorm(shards)
+	var evs []*KernelEvents
+	for _, s := range shards {
+		if s.KernelEvents != nil {
+			evs = append(evs, s.KernelEvents)
+		}
+	}
+	if len(evs) > 0 {
+		if out.KernelEvents, err = MergeKernelEvents(evs...); err != nil {
+			return nil, fmt.Errorf("%w: run %s: kernel events: %w", ErrMerge, first.ID, err)
+		}
+	}
 	for _, s := range shards {
 		out.Outages = append(out.Outages, s.Outages...)
 	}

@@ -52,6 +52,10 @@ type Run struct {
 	Counters []CounterDelta `json:"counters,omitempty"`
 	// Peaks holds the highest socket-state counts seen in any sample.
 	Peaks map[string]StateCount `json:"peaks,omitempty"`
+	// PeakSides splits Peaks by side (SideClient, SideTarget).
+	PeakSides map[string]map[string]StateCount `json:"peak_sides,omitempty"`
+	// KernelEvents is what the eBPF tracer counted, when it served.
+	KernelEvents *KernelEvents `json:"kernel_events,omitempty"`
 	// Collector reports how well sampling went.
 	Collector *CollectorHealth `json:"collector,omitempty"`
 	// Storm is set for storm-shaped runs.

@@ -11,6 +11,9 @@ type Sample struct {
 	// States maps a TCP state name (TIME_WAIT, FIN_WAIT2, CLOSE_WAIT, ...) to
 	// its count among the run's sockets at sample time.
 	States map[string]StateCount `json:"states,omitempty"`
+	// Sides splits States by side (SideClient, SideTarget) when the target
+	// ports are known; sockets of neither side count in States only.
+	Sides map[string]map[string]StateCount `json:"sides,omitempty"`
 	// Counters maps "TcpExt.TWRecycled"-style names to their delta over the
 	// interval.
 	Counters map[string]int64 `json:"counters,omitempty"`
@@ -21,9 +24,11 @@ type Sample struct {
 	Attempts uint64 `json:"attempts,omitempty"`
 	// Held is the number of connections held open at sample time (storms).
 	Held uint64 `json:"held,omitempty"`
-	// Missing names what this sample lacks because its source failed
-	// ("states", "counters"): an absent state then means "not measured",
-	// never zero. CollectorHealth.Errors says why.
+	// Missing names what this sample lacks because its source failed or
+	// was skipped to stay within the CPU budget ("states", "counters", or
+	// "TIME_WAIT" when the other states came from the eBPF census): an
+	// absent state then means "not measured", never zero.
+	// CollectorHealth.Errors says why.
 	Missing []string `json:"missing,omitempty"`
 }
 
@@ -72,4 +77,7 @@ type CollectorHealth struct {
 	// Notes are remarks about the input that are not errors, e.g. a missing
 	// /proc/net/tcp6 on a host with IPv6 off.
 	Notes []string `json:"notes,omitempty"`
+	// TracerReason says why the eBPF tracer did not serve the socket
+	// states when it was asked for or "auto" would have used it.
+	TracerReason string `json:"tracer_reason,omitempty"`
 }

@@ -35,6 +35,9 @@ type engine interface {
 	probe() error
 	// ports are the target's ports, whose sockets are the run's.
 	ports() []uint16
+	// tracerTargets are the ports the kernel-event tracer watches, with
+	// the scenario each plays ("" for an external target's port).
+	tracerTargets() []collector.TracerTarget
 	// samplerCPU is the share of a core the state counts may use (0: the
 	// collector's default, negative: no limit).
 	samplerCPU() float64

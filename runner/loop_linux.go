@@ -81,6 +81,17 @@ func (e *loopEngine) ports() []uint16 {
 
 func (e *loopEngine) samplerCPU() float64 { return 0 }
 
+func (e *loopEngine) tracerTargets() []collector.TracerTarget {
+	if !e.p.Builtin() {
+		return []collector.TracerTarget{{Port: e.p.Target.Port()}}
+	}
+	tt := make([]collector.TracerTarget, len(e.targets))
+	for i, t := range e.targets {
+		tt[i] = collector.TracerTarget{Port: t.Port(), Scenario: e.p.Mix.Entries[i].Scenario.String()}
+	}
+	return tt
+}
+
 func (e *loopEngine) probe() error { return probe(e.targets[0], e.p.Timeout) }
 
 func (e *loopEngine) run(ctx context.Context, abort <-chan struct{}) error {

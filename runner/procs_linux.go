@@ -45,6 +45,17 @@ type shardChild struct {
 	err   error
 }
 
+func (e *procsEngine) tracerTargets() []collector.TracerTarget {
+	tt := make([]collector.TracerTarget, len(e.portList))
+	for i, port := range e.portList {
+		tt[i].Port = port
+		if e.p.Builtin() && i < len(e.p.Mix.Entries) {
+			tt[i].Scenario = e.p.Mix.Entries[i].Scenario.String()
+		}
+	}
+	return tt
+}
+
 func (e *procsEngine) samplerCPU() float64 {
 	if e.p.Storm != nil {
 		return stormSamplerCPU
@@ -291,6 +302,7 @@ func (e *procsEngine) fill(rec *results.Run) error {
 	rec.Matrix, rec.Variant, rec.Repeat = keep.Matrix, keep.Variant, keep.Repeat
 	rec.Provenance, rec.Sysctls = keep.Provenance, keep.Sysctls
 	rec.Series, rec.Counters, rec.Peaks, rec.Collector = keep.Series, keep.Counters, keep.Peaks, keep.Collector
+	rec.PeakSides, rec.KernelEvents = keep.PeakSides, keep.KernelEvents
 	rec.Census, rec.Notes = keep.Census, keep.Notes
 	rec.Start, rec.End = keep.Start, keep.End
 	if rec.Collector != nil && merged.Collector != nil {

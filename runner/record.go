@@ -74,6 +74,7 @@ func applySampling(rec *results.Run, sr collector.SamplerResult, startErr error)
 	}
 	h := sr.Health
 	rec.Series, rec.Counters, rec.Peaks, rec.Collector = sr.Series, sr.Counters, sr.Peaks, &h
+	rec.PeakSides, rec.KernelEvents = sr.PeakSides, sr.Events
 }
 
 // phasesOf summarizes one scenario's phase histograms for the record;

@@ -149,10 +149,14 @@ func runHere(ctx context.Context, p *Plan, link *childLink, out Output) (*result
 		defer stop()
 		samplerErr = errSampledByParent
 	} else {
-		sampler, samplerErr = collector.NewSampler(collector.SamplerConfig{
-			Source: p.CollectorSource, Interval: p.Interval, Ports: eng.ports(),
+		cfg := collector.SamplerConfig{
+			Source: p.CollectorSource, Interval: p.Interval, Ports: eng.ports(), TargetPorts: eng.ports(),
 			Workload: eng.live, MaxCPU: eng.samplerCPU(),
-		})
+		}
+		if tt := eng.tracerTargets(); len(tt) > 0 && len(tt) <= collector.MaxTracerTargets {
+			cfg.Tracer = &collector.TracerConfig{Targets: tt}
+		}
+		sampler, samplerErr = collector.NewSampler(cfg)
 		if samplerErr == nil {
 			sampler.Start()
 		}

@@ -40,6 +40,14 @@ const stormSamplerCPU = -1
 
 func (e *stormEngine) samplerCPU() float64 { return stormSamplerCPU }
 
+func (e *stormEngine) tracerTargets() []collector.TracerTarget {
+	sc := ""
+	if e.p.Builtin() {
+		sc = e.p.Mix.Entries[0].Scenario.String()
+	}
+	return []collector.TracerTarget{{Port: e.dst.Port(), Scenario: sc}}
+}
+
 func (e *stormEngine) start(ctx context.Context) error {
 	p, st := e.p, e.p.Storm
 	sc := p.Mix.Entries[0].Scenario

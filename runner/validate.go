@@ -89,7 +89,7 @@ func (p *Plan) Validate() error {
 		return fieldErr("Interval", "%v: want at least %v", p.Interval, collector.MinInterval)
 	}
 	if err := collector.ValidateSource(p.CollectorSource); err != nil {
-		return fieldErr("CollectorSource", "%q: want auto, netlink or proc", p.CollectorSource)
+		return fieldErr("CollectorSource", "%q: want auto, ebpf, netlink or proc", p.CollectorSource)
 	}
 	if p.Acceptors < 0 || p.Acceptors > 4096 {
 		return fieldErr("Acceptors", "%d: want 1 to 4096 (0: conns, at most 256)", p.Acceptors)

@@ -210,9 +210,9 @@ var shellCases = []shellCase{
 	{name: "sysctl key", words: []string{"matrix", "--sysctl", "net.ipv4.tcp_fin"},
 		bash: []string{"net.ipv4.tcp_fin_timeout="}, zsh: []string{"net.ipv4.tcp_fin_timeout="}, fish: []string{"net.ipv4.tcp_fin_timeout="}},
 	{name: "claim list", words: []string{"verify", "--claim", "tw-reuse,fin"},
-		bash: []string{"tw-reuse,fin-timeout-finwait2", "tw-reuse,fin-timeout-timewait"},
-		zsh:  []string{"tw-reuse,fin-timeout-finwait2", "tw-reuse,fin-timeout-timewait"},
-		fish: []string{"tw-reuse,fin-timeout-finwait2", "tw-reuse,fin-timeout-timewait"}},
+		bash: []string{"tw-reuse,fin-timeout-finwait2", "tw-reuse,fin-timeout-timewait", "tw-reuse,fin-timeout-closewait"},
+		zsh:  []string{"tw-reuse,fin-timeout-finwait2", "tw-reuse,fin-timeout-timewait", "tw-reuse,fin-timeout-closewait"},
+		fish: []string{"tw-reuse,fin-timeout-closewait", "tw-reuse,fin-timeout-finwait2", "tw-reuse,fin-timeout-timewait"}},
 }
 
 // shellQuote quotes s for a POSIX shell (bash, zsh) or fish alike.

@@ -98,7 +98,7 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 	fs.StringVar(&p.RunID, "run-id", "", "run id (default: time and pid)")
 	fs.StringVar(&p.Hlog, "hlog", "", "also write an HdrHistogram interval log to this file")
 	fs.DurationVar(&p.Interval, "interval", p.Interval, "sampling interval of socket states and counters (min 10ms)")
-	fs.StringVar(&f.collectorSource, "collector-source", f.collectorSource, "socket-state source: auto, netlink or proc")
+	fs.StringVar(&f.collectorSource, "collector-source", f.collectorSource, "socket-state source: auto (the eBPF tracer where permitted, else netlink, else proc), ebpf, netlink or proc")
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "KEY=VALUE to set for this run (repeatable); in the run's fresh network namespace unless --host-sysctl")
 	fs.BoolVar(&p.HostSysctl, "host-sysctl", false, "apply --sysctl to the host (root; journaled and restored) instead of a fresh namespace")
 	fs.BoolVar(&f.isolate, "isolate", false, "require a fresh network namespace (the default with the built-in target, where permitted)")

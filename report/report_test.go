@@ -336,9 +336,10 @@ func TestHlog(t *testing.T) {
 		lines++
 		counts[h.Tag()] += h.TotalCount()
 	}
-	if lines != 6*4 {
-		t.Errorf("%d intervals, want 24 (6 runs × 4 phases)", lines)
+	if lines != 6*4+6 {
+		t.Errorf("%d intervals, want 30 (6 runs × 4 phases, and 6 untagged)", lines)
 	}
+	var allTotal int64
 	for vi, v := range c.Variants {
 		var want int64
 		runs, err := c.Runs(vi)
@@ -348,10 +349,14 @@ func TestHlog(t *testing.T) {
 		for _, r := range runs {
 			want += r.Scenarios[0].Phases["total"].Count
 		}
+		allTotal += want
 		tag := v.Name + "/client-halfclose/total"
 		if counts[tag] != want {
 			t.Errorf("%s: %d values, want %d", tag, counts[tag], want)
 		}
+	}
+	if counts[""] != allTotal {
+		t.Errorf("untagged intervals hold %d values, want every run's total phase: %d", counts[""], allTotal)
 	}
 }
 

@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math"
 	"reflect"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 
 	"github.com/closeload/closeload/results"
 )
@@ -139,36 +140,45 @@ func (c *Comparison) WriteJSON(w io.Writer) error {
 // the mix has several), with custom units (cycles/s, total-p99-ns,
 // peak-timewait, TcpExt.TWRecycled, ...), so benchstat compares variants
 // (benchstat -col variant FILE) or commits (benchstat old.txt new.txt)
-// directly. The variant is a file-level configuration line.
+// directly. The variant and kernel are file-level configuration lines. It
+// is written with benchfmt's Writer, the format's own implementation.
 func (c *Comparison) WriteBench(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintln(bw, "pkg: github.com/closeload/closeload")
-	lastKernel, lastVariant := "", ""
+	fw := benchfmt.NewWriter(bw)
 	for vi, g := range c.groups {
 		for ri, r := range g.runs {
-			if k := configValue(r.Provenance.Kernel); k != lastKernel {
-				fmt.Fprintf(bw, "kernel: %s\n", k)
-				lastKernel = k
-			}
-			if v := configValue(g.name); v != lastVariant {
-				fmt.Fprintf(bw, "variant: %s\n", v)
-				lastVariant = v
-			}
 			for _, t := range c.Tables {
-				iters := benchIterations(r, t.Scenario)
-				fmt.Fprintf(bw, "BenchmarkCloseload/scenario=%s %d", benchName(t.Scenario), iters)
-				for _, row := range t.Rows {
-					v, ok := runValue(row, vi, ri)
-					if !ok {
-						continue
-					}
-					fmt.Fprintf(bw, " %s %s", num(v), row.Bench)
+				res := &benchfmt.Result{
+					Config: []benchfmt.Config{
+						{Key: "pkg", Value: []byte("github.com/closeload/closeload"), File: true},
+						{Key: "kernel", Value: []byte(configValue(r.Provenance.Kernel)), File: true},
+						{Key: "variant", Value: []byte(configValue(g.name)), File: true},
+					},
+					Name:  benchfmt.Name("Closeload/scenario=" + benchName(t.Scenario)),
+					Iters: int(min(benchIterations(r, t.Scenario), math.MaxInt32)),
 				}
-				fmt.Fprintln(bw)
+				for _, row := range t.Rows {
+					if v, ok := runValue(row, vi, ri); ok {
+						res.Values = append(res.Values, benchfmt.Value{Value: roundFloatNoise(v), Unit: row.Bench})
+					}
+				}
+				if err := fw.Write(res); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return bw.Flush()
+}
+
+// roundFloatNoise drops the last digits of binary rounding (4011.3999999999996
+// → 4011.4), which the benchmark format would print as they are.
+func roundFloatNoise(v float64) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
+	if err != nil {
+		return v
+	}
+	return r
 }
 
 // runValue is repeat ri's value of a row, if that run had one.

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/closeload/closeload/report"
 	"github.com/spf13/cobra"
 )
 
@@ -52,6 +53,9 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	var u usageError
 	if errors.As(err, &u) {
 		return 2
+	}
+	if errors.Is(err, report.ErrRegression) {
+		return 3
 	}
 	return 1
 }

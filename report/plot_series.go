@@ -1,0 +1,379 @@
+package report
+
+import (
+	"image/color"
+	"math"
+	"slices"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/closeload/closeload/results"
+)
+
+// timelineStates are the socket states drawn over time, in this order; a
+// state no variant ever had is left out.
+var timelineStates = []string{"TIME_WAIT", "FIN_WAIT2", "CLOSE_WAIT", "ESTABLISHED", "FIN_WAIT1", "CLOSING", "LAST_ACK", "SYN_SENT", "SYN_RECV"}
+
+// MaxSeriesPoints bounds the points of one line: a long run's series is
+// reduced to this many time buckets before it is drawn, so a record of
+// hundreds of thousands of samples plots in about the time of a short one.
+// A bucket keeps the highest socket count of its samples (peaks survive)
+// and the mean rate over its time.
+const MaxSeriesPoints = 400
+
+// band is a variant's line over time: at each point the median of its
+// repeats, and their lowest and highest value.
+type band struct {
+	x, mid, lo, hi []float64
+	repeats        int
+}
+
+// bucketing maps sample times to buckets shared by every repeat of every
+// variant, so repeats line up and lines stay below MaxSeriesPoints.
+type bucketing struct {
+	width float64
+	n     int
+}
+
+func newBucketing(groups []*variantGroup) bucketing {
+	var tmax, iv float64
+	for _, g := range groups {
+		for _, r := range g.runs {
+			if n := len(r.Series); n > 0 {
+				tmax = math.Max(tmax, r.Series[n-1].Elapsed)
+			}
+			if d := r.Config.Interval.Seconds(); d > 0 && (iv == 0 || d < iv) {
+				iv = d
+			}
+		}
+	}
+	if iv == 0 {
+		iv = 1
+	}
+	w := math.Max(iv, tmax/MaxSeriesPoints)
+	return bucketing{width: w, n: int(math.Round(tmax/w)) + 1}
+}
+
+func (b bucketing) index(t float64) int {
+	return min(max(int(math.Round(t/b.width)), 0), b.n-1)
+}
+
+// repeatValues is one repeat's value per bucket (NaN: no sample there)
+// and the mean sample time of each bucket.
+type repeatValues struct {
+	v, t []float64
+}
+
+// stateValues buckets one repeat's count of a state, keeping each bucket's
+// highest count. Samples whose states were not counted are skipped.
+func (b bucketing) stateValues(r *results.Run, get func(results.Sample) float64) repeatValues {
+	rv := repeatValues{v: nanSlice(b.n), t: make([]float64, b.n)}
+	cnt := make([]int, b.n)
+	for _, s := range r.Series {
+		if slices.Contains(s.Missing, "states") {
+			continue
+		}
+		i := b.index(s.Elapsed)
+		v := get(s)
+		if math.IsNaN(rv.v[i]) || v > rv.v[i] {
+			rv.v[i] = v
+		}
+		rv.t[i] += s.Elapsed
+		cnt[i]++
+	}
+	for i := range cnt {
+		if cnt[i] > 0 {
+			rv.t[i] /= float64(cnt[i])
+		}
+	}
+	return rv
+}
+
+// rateValues buckets one repeat's completions and errors into rates per
+// second over each bucket's time. A sample that closes a short, partial
+// interval (the last one, taken as the run stops) is left out: its rate is
+// noise.
+func (b bucketing) rateValues(r *results.Run) (cycles, errs repeatValues) {
+	cycles = repeatValues{v: nanSlice(b.n), t: make([]float64, b.n)}
+	errs = repeatValues{v: nanSlice(b.n), t: cycles.t}
+	var cy, er, dts, ts []float64 = make([]float64, b.n), make([]float64, b.n), make([]float64, b.n), make([]float64, b.n)
+	cnt := make([]int, b.n)
+	prev := 0.0
+	iv := r.Config.Interval.Seconds()
+	for i, s := range r.Series {
+		dt := s.Elapsed - prev
+		if i == 0 && dt <= 0 {
+			dt = iv
+		}
+		prev = s.Elapsed
+		if dt <= 0 || iv > 0 && dt < iv/2 {
+			continue
+		}
+		k := b.index(s.Elapsed)
+		cy[k] += float64(s.Cycles)
+		er[k] += float64(s.Errors)
+		dts[k] += dt
+		ts[k] += s.Elapsed
+		cnt[k]++
+	}
+	for k := range cnt {
+		if cnt[k] == 0 {
+			continue
+		}
+		cycles.v[k], errs.v[k] = cy[k]/dts[k], er[k]/dts[k]
+		cycles.t[k] = ts[k] / float64(cnt[k])
+	}
+	return cycles, errs
+}
+
+func nanSlice(n int) []float64 {
+	s := make([]float64, n)
+	for i := range s {
+		s[i] = math.NaN()
+	}
+	return s
+}
+
+// combine turns repeats' bucket values into a band.
+func combine(reps []repeatValues) band {
+	if len(reps) == 0 {
+		return band{}
+	}
+	bd := band{repeats: len(reps)}
+	vals := make([]float64, 0, len(reps))
+	for i := range reps[0].v {
+		vals = vals[:0]
+		t, nt := 0.0, 0
+		for _, r := range reps {
+			if !math.IsNaN(r.v[i]) {
+				vals = append(vals, r.v[i])
+				t += r.t[i]
+				nt++
+			}
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		sort.Float64s(vals)
+		mid := vals[len(vals)/2]
+		if len(vals)%2 == 0 {
+			mid = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
+		}
+		bd.x = append(bd.x, t/float64(nt))
+		bd.mid = append(bd.mid, mid)
+		bd.lo = append(bd.lo, vals[0])
+		bd.hi = append(bd.hi, vals[len(vals)-1])
+	}
+	return bd
+}
+
+func (bd band) max() float64 {
+	m := 0.0
+	for _, v := range bd.hi {
+		m = math.Max(m, v)
+	}
+	return m
+}
+
+func (bd band) nonzero() bool { return bd.max() > 0 }
+
+// draw adds the band (repeats' range, translucent) and its median line.
+func (bd band) draw(p *plot.Plot, col color.Color, dashed bool) error {
+	if len(bd.x) == 0 {
+		return nil
+	}
+	if bd.repeats > 1 && len(bd.x) > 1 {
+		poly := make(plotter.XYs, 0, 2*len(bd.x))
+		for i := range bd.x {
+			poly = append(poly, plotter.XY{X: bd.x[i], Y: bd.hi[i]})
+		}
+		for i := len(bd.x) - 1; i >= 0; i-- {
+			poly = append(poly, plotter.XY{X: bd.x[i], Y: bd.lo[i]})
+		}
+		pg, err := plotter.NewPolygon(poly)
+		if err != nil {
+			return err
+		}
+		r, g, b, _ := col.RGBA()
+		pg.Color = color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: 0x38}
+		pg.LineStyle.Width = 0
+		p.Add(pg)
+	}
+	xys := make(plotter.XYs, len(bd.x))
+	for i := range bd.x {
+		xys[i] = plotter.XY{X: bd.x[i], Y: bd.mid[i]}
+	}
+	if err := addLine(p, xys, col, dashed); err != nil {
+		return err
+	}
+	if len(xys) == 1 {
+		sc, err := plotter.NewScatter(xys)
+		if err != nil {
+			return err
+		}
+		sc.Color = col
+		p.Add(sc)
+	}
+	return nil
+}
+
+// timeAxis makes the x axis span the data, not more.
+func timeAxis(p *plot.Plot, lo, hi float64) {
+	if hi <= lo {
+		hi = lo + 1
+	}
+	p.X.Min, p.X.Max = lo, hi
+}
+
+// loadAllSeries decodes every repeat's series.
+func (c *Comparison) loadAllSeries() (bool, error) {
+	have := false
+	for _, g := range c.groups {
+		for i := range g.runs {
+			if err := g.loadSeries(i); err != nil {
+				return false, err
+			}
+			have = have || len(g.runs[i].Series) > 0
+		}
+	}
+	return have, nil
+}
+
+// statePlot draws one panel per socket state over time, every variant in
+// it (median of its repeats as a line, their range as a band), on the
+// time axis the samples cover. FIN_WAIT2's orphans are dashed.
+func (c *Comparison) statePlot() (Plot, bool, error) {
+	have, err := c.loadAllSeries()
+	if err != nil || !have {
+		return Plot{}, false, err
+	}
+	bk := newBucketing(c.groups)
+	var panels []*plot.Plot
+	orphans := false
+	for _, st := range timelineStates {
+		bands := make([]band, len(c.groups))
+		var orph []band
+		any := false
+		tlo, thi := math.Inf(1), math.Inf(-1)
+		for vi, g := range c.groups {
+			var reps, oreps []repeatValues
+			for _, r := range g.runs {
+				if len(r.Series) == 0 {
+					continue
+				}
+				reps = append(reps, bk.stateValues(r, func(s results.Sample) float64 { return float64(s.States[st].Total) }))
+				if st == "FIN_WAIT2" {
+					oreps = append(oreps, bk.stateValues(r, func(s results.Sample) float64 { return float64(s.States[st].Orphaned) }))
+				}
+			}
+			bands[vi] = combine(reps)
+			any = any || bands[vi].nonzero()
+			if len(bands[vi].x) > 0 {
+				tlo, thi = math.Min(tlo, bands[vi].x[0]), math.Max(thi, bands[vi].x[len(bands[vi].x)-1])
+			}
+			if st == "FIN_WAIT2" {
+				orph = append(orph, combine(oreps))
+			}
+		}
+		if !any {
+			continue
+		}
+		p := newPlot(st, "seconds", "sockets")
+		hi := 0.0
+		for vi, bd := range bands {
+			if err := bd.draw(p, variantColor(vi), false); err != nil {
+				return Plot{}, false, err
+			}
+			hi = math.Max(hi, bd.max())
+		}
+		for vi, bd := range orph {
+			if bd.nonzero() {
+				orphans = true
+				if err := bd.draw(p, variantColor(vi), true); err != nil {
+					return Plot{}, false, err
+				}
+			}
+		}
+		countAxis(p, hi)
+		timeAxis(p, tlo, thi)
+		panels = append(panels, p)
+	}
+	if len(panels) == 0 {
+		return Plot{}, false, nil
+	}
+	legend := c.variantLegend(false)
+	if orphans {
+		legend = append(legend, legendEntry{name: "FIN_WAIT2 orphaned (dashed)", thumb: dashedGrey()})
+	}
+	legend = append(legend, bandLegend(c.groups)...)
+	return figure("states", "Socket states over time (line: median of the repeats; band: their range)", panels, 2, 3*vg.Inch, legend), true, nil
+}
+
+// bandLegend explains the band when some variant has repeats.
+func bandLegend(groups []*variantGroup) []legendEntry {
+	for _, g := range groups {
+		if len(g.runs) > 1 {
+			pg, _ := plotter.NewPolygon(plotter.XYs{{X: 0, Y: 0}, {X: 1, Y: 0}, {X: 1, Y: 1}})
+			pg.Color = color.NRGBA{R: 0x80, G: 0x80, B: 0x80, A: 0x50}
+			pg.LineStyle.Width = 0
+			return []legendEntry{{name: "range of the repeats", thumb: pg}}
+		}
+	}
+	return nil
+}
+
+func dashedGrey() plot.Thumbnailer {
+	l := &plotter.Line{}
+	l.Color = color.Gray{Y: 0x60}
+	l.Width = vg.Points(1.5)
+	l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+	return l
+}
+
+// throughputPlot draws cycles/s over time and errors/s, every variant in
+// each panel (median of its repeats, their range as a band).
+func (c *Comparison) throughputPlot() (Plot, bool, error) {
+	have, err := c.loadAllSeries()
+	if err != nil || !have {
+		return Plot{}, false, err
+	}
+	bk := newBucketing(c.groups)
+	top := newPlot("Cycles per second", "seconds", "cycles/s")
+	bottom := newPlot("Errors per second", "seconds", "errors/s")
+	var hiC, hiE float64
+	tlo, thi := math.Inf(1), math.Inf(-1)
+	for vi, g := range c.groups {
+		var cys, ers []repeatValues
+		for _, r := range g.runs {
+			if len(r.Series) == 0 {
+				continue
+			}
+			cy, er := bk.rateValues(r)
+			cys, ers = append(cys, cy), append(ers, er)
+		}
+		bc, be := combine(cys), combine(ers)
+		if err := bc.draw(top, variantColor(vi), false); err != nil {
+			return Plot{}, false, err
+		}
+		if err := be.draw(bottom, variantColor(vi), false); err != nil {
+			return Plot{}, false, err
+		}
+		hiC, hiE = math.Max(hiC, bc.max()), math.Max(hiE, be.max())
+		if len(bc.x) > 0 {
+			tlo, thi = math.Min(tlo, bc.x[0]), math.Max(thi, bc.x[len(bc.x)-1])
+		}
+	}
+	if math.IsInf(tlo, 0) {
+		return Plot{}, false, nil
+	}
+	countAxis(top, hiC)
+	countAxis(bottom, hiE)
+	timeAxis(top, tlo, thi)
+	timeAxis(bottom, tlo, thi)
+	legend := append(c.variantLegend(false), bandLegend(c.groups)...)
+	return figure("throughput", "Cycles and errors per second over time (line: median of the repeats; band: their range)",
+		[]*plot.Plot{top, bottom}, 2, 3*vg.Inch, legend), true, nil
+}

@@ -3,14 +3,11 @@ package report
 import (
 	"image/color"
 	"math"
-	"slices"
 	"sort"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-
-	"github.com/closeload/closeload/results"
 )
 
 // timelineStates are the socket states drawn over time, in this order; a
@@ -38,14 +35,14 @@ type bucketing struct {
 	n     int
 }
 
-func newBucketing(groups []*variantGroup) bucketing {
+func newBucketing(runs [][]plotRun) bucketing {
 	var tmax, iv float64
-	for _, g := range groups {
-		for _, r := range g.runs {
-			if n := len(r.Series); n > 0 {
-				tmax = math.Max(tmax, r.Series[n-1].Elapsed)
+	for _, rs := range runs {
+		for _, r := range rs {
+			if n := len(r.samples); n > 0 {
+				tmax = math.Max(tmax, r.samples[n-1].Elapsed)
 			}
-			if d := r.Config.Interval.Seconds(); d > 0 && (iv == 0 || d < iv) {
+			if d := r.interval; d > 0 && (iv == 0 || d < iv) {
 				iv = d
 			}
 		}
@@ -69,11 +66,12 @@ type repeatValues struct {
 
 // stateValues buckets one repeat's count of a state, keeping each bucket's
 // highest count. Samples whose states were not counted are skipped.
-func (b bucketing) stateValues(r *results.Run, get func(results.Sample) float64) repeatValues {
+func (b bucketing) stateValues(r plotRun, get func(*plotSample) float64) repeatValues {
 	rv := repeatValues{v: nanSlice(b.n), t: make([]float64, b.n)}
 	cnt := make([]int, b.n)
-	for _, s := range r.Series {
-		if slices.Contains(s.Missing, "states") {
+	for k := range r.samples {
+		s := &r.samples[k]
+		if s.NoStates {
 			continue
 		}
 		i := b.index(s.Elapsed)
@@ -96,14 +94,14 @@ func (b bucketing) stateValues(r *results.Run, get func(results.Sample) float64)
 // second over each bucket's time. A sample that closes a short, partial
 // interval (the last one, taken as the run stops) is left out: its rate is
 // noise.
-func (b bucketing) rateValues(r *results.Run) (cycles, errs repeatValues) {
+func (b bucketing) rateValues(r plotRun) (cycles, errs repeatValues) {
 	cycles = repeatValues{v: nanSlice(b.n), t: make([]float64, b.n)}
 	errs = repeatValues{v: nanSlice(b.n), t: cycles.t}
 	var cy, er, dts, ts []float64 = make([]float64, b.n), make([]float64, b.n), make([]float64, b.n), make([]float64, b.n)
 	cnt := make([]int, b.n)
 	prev := 0.0
-	iv := r.Config.Interval.Seconds()
-	for i, s := range r.Series {
+	iv := r.interval
+	for i, s := range r.samples {
 		dt := s.Elapsed - prev
 		if i == 0 && dt <= 0 {
 			dt = iv
@@ -228,29 +226,15 @@ func timeAxis(p *plot.Plot, lo, hi float64) {
 	p.X.Min, p.X.Max = lo, hi
 }
 
-// loadAllSeries decodes every repeat's series.
-func (c *Comparison) loadAllSeries() (bool, error) {
-	have := false
-	for _, g := range c.groups {
-		for i := range g.runs {
-			if err := g.loadSeries(i); err != nil {
-				return false, err
-			}
-			have = have || len(g.runs[i].Series) > 0
-		}
-	}
-	return have, nil
-}
-
 // statePlot draws one panel per socket state over time, every variant in
 // it (median of its repeats as a line, their range as a band), on the
 // time axis the samples cover. FIN_WAIT2's orphans are dashed.
 func (c *Comparison) statePlot() (Plot, bool, error) {
-	have, err := c.loadAllSeries()
+	runs, have, err := c.plotRuns()
 	if err != nil || !have {
 		return Plot{}, false, err
 	}
-	bk := newBucketing(c.groups)
+	bk := newBucketing(runs)
 	var panels []*plot.Plot
 	orphans := false
 	for _, st := range timelineStates {
@@ -258,15 +242,15 @@ func (c *Comparison) statePlot() (Plot, bool, error) {
 		var orph []band
 		any := false
 		tlo, thi := math.Inf(1), math.Inf(-1)
-		for vi, g := range c.groups {
+		for vi, rs := range runs {
 			var reps, oreps []repeatValues
-			for _, r := range g.runs {
-				if len(r.Series) == 0 {
+			for _, r := range rs {
+				if len(r.samples) == 0 {
 					continue
 				}
-				reps = append(reps, bk.stateValues(r, func(s results.Sample) float64 { return float64(s.States[st].Total) }))
+				reps = append(reps, bk.stateValues(r, func(s *plotSample) float64 { return float64(s.States.get(st).Total) }))
 				if st == "FIN_WAIT2" {
-					oreps = append(oreps, bk.stateValues(r, func(s results.Sample) float64 { return float64(s.States[st].Orphaned) }))
+					oreps = append(oreps, bk.stateValues(r, func(s *plotSample) float64 { return float64(s.States.FinWait2.Orphaned) }))
 				}
 			}
 			bands[vi] = combine(reps)
@@ -336,19 +320,19 @@ func dashedGrey() plot.Thumbnailer {
 // throughputPlot draws cycles/s over time and errors/s, every variant in
 // each panel (median of its repeats, their range as a band).
 func (c *Comparison) throughputPlot() (Plot, bool, error) {
-	have, err := c.loadAllSeries()
+	runs, have, err := c.plotRuns()
 	if err != nil || !have {
 		return Plot{}, false, err
 	}
-	bk := newBucketing(c.groups)
+	bk := newBucketing(runs)
 	top := newPlot("Cycles per second", "seconds", "cycles/s")
 	bottom := newPlot("Errors per second", "seconds", "errors/s")
 	var hiC, hiE float64
 	tlo, thi := math.Inf(1), math.Inf(-1)
-	for vi, g := range c.groups {
+	for vi, rs := range runs {
 		var cys, ers []repeatValues
-		for _, r := range g.runs {
-			if len(r.Series) == 0 {
+		for _, r := range rs {
+			if len(r.samples) == 0 {
 				continue
 			}
 			cy, er := bk.rateValues(r)

@@ -103,13 +103,14 @@ func inkPixels(img interface {
 // a run without errors) gets a 0..1 axis.
 func TestShortRunDrawsALine(t *testing.T) {
 	c := loadCompare(t, []string{"../results/baseline/client-halfclose"}, Options{})
-	if _, err := c.loadAllSeries(); err != nil {
+	runs, _, err := c.plotRuns()
+	if err != nil {
 		t.Fatal(err)
 	}
-	bk := newBucketing(c.groups)
+	bk := newBucketing(runs)
 	var reps []repeatValues
-	for _, r := range c.groups[0].runs {
-		reps = append(reps, bk.stateValues(r, func(s results.Sample) float64 { return float64(s.States["TIME_WAIT"].Total) }))
+	for _, r := range runs[0] {
+		reps = append(reps, bk.stateValues(r, func(s *plotSample) float64 { return float64(s.States.TimeWait.Total) }))
 	}
 	bd := combine(reps)
 	if len(bd.x) <= 3 {
@@ -119,7 +120,7 @@ func TestShortRunDrawsALine(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("state plot: %v, %v", ok, err)
 	}
-	first := c.groups[0].runs[0].Series[0].Elapsed
+	first := runs[0][0].samples[0].Elapsed
 	if x := p.grid[0][0].X.Min; x <= 0 || x > 2*first {
 		t.Errorf("time axis starts at %g, want where the samples start (about %g)", x, first)
 	}
@@ -138,7 +139,7 @@ func TestShortRunDrawsALine(t *testing.T) {
 // the highest TIME_WAIT count survives the reduction.
 func TestLongSeriesDownsampled(t *testing.T) {
 	c := loadCompare(t, []string{"../results/baseline/client-halfclose/r0.json"}, Options{})
-	if _, err := c.loadAllSeries(); err != nil {
+	if err := c.groups[0].loadSeries(0); err != nil {
 		t.Fatal(err)
 	}
 	r := c.groups[0].runs[0]
@@ -153,11 +154,15 @@ func TestLongSeriesDownsampled(t *testing.T) {
 		peak = max(peak, s.States["TIME_WAIT"].Total)
 	}
 	r.Series = long
-	bk := newBucketing(c.groups)
+	runs, _, err := c.plotRuns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk := newBucketing(runs)
 	if bk.n > MaxSeriesPoints+1 {
 		t.Errorf("%d buckets for 200k samples, want at most %d", bk.n, MaxSeriesPoints+1)
 	}
-	bd := combine([]repeatValues{bk.stateValues(r, func(s results.Sample) float64 { return float64(s.States["TIME_WAIT"].Total) })})
+	bd := combine([]repeatValues{bk.stateValues(runs[0][0], func(s *plotSample) float64 { return float64(s.States.TimeWait.Total) })})
 	if len(bd.x) > MaxSeriesPoints+1 || len(bd.x) < MaxSeriesPoints/2 {
 		t.Errorf("line of %d points, want about %d", len(bd.x), MaxSeriesPoints)
 	}

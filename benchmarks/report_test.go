@@ -220,6 +220,7 @@ func BenchmarkReportLargeRecord(b *testing.B) {
 		}
 	}
 	out := b.TempDir()
+	var page time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		in, _, err := report.Load([]string{dir})
@@ -230,10 +231,13 @@ func BenchmarkReportLargeRecord(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		t0 := time.Now()
 		if err := report.WriteHTML(out, c, nil); err != nil {
 			b.Fatal(err)
 		}
+		page += time.Since(t0)
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/report")
+	b.ReportMetric(page.Seconds()/float64(b.N), "s/plots+page")
 	b.ReportMetric(float64(bytes)/2/1e6, "MB/record")
 }

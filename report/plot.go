@@ -157,12 +157,19 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
 	p.Y.Tick.Marker = countTicks{}
+	// A little larger than gonum's defaults: pages scale figures down to
+	// the window, and a narrow window must still read them.
+	p.Title.TextStyle.Font.Size = vg.Points(14)
+	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		ax.Label.TextStyle.Font.Size = vg.Points(13)
+		ax.Tick.Label.Font.Size = vg.Points(12)
+	}
 	p.Add(plotter.NewGrid())
 	return p
 }
 
 // legendStyle is the legend strip's text.
-var legendStyle = text.Style{Font: font.From(plot.DefaultFont, 11), Handler: plot.DefaultTextHandler, Color: color.Black}
+var legendStyle = text.Style{Font: font.From(plot.DefaultFont, 13), Handler: plot.DefaultTextHandler, Color: color.Black}
 
 // drawLegend draws the entries left to right along the top of c, wrapping
 // to further lines as needed, and returns the height it used.

@@ -131,7 +131,7 @@ func (c *Comparison) barPanel(row Row, title string, names []string) (*plot.Plot
 	// Room above the tallest bar for its label.
 	p.Y.Max *= 1.18
 	for i := range labels.XYs {
-		labels.XYs[i].Y += (p.Y.Max - p.Y.Min) * 0.03
+		labels.XYs[i].Y += (p.Y.Max - p.Y.Min) * 0.05
 	}
 	lb, err := plotter.NewLabels(labels)
 	if err != nil {
@@ -139,7 +139,7 @@ func (c *Comparison) barPanel(row Row, title string, names []string) (*plot.Plot
 	}
 	for i := range lb.TextStyle {
 		lb.TextStyle[i].XAlign = -0.5
-		lb.TextStyle[i].Font.Size = vg.Points(10)
+		lb.TextStyle[i].Font.Size = vg.Points(12)
 	}
 	p.Add(lb)
 	p.NominalX(names...)

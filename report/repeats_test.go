@@ -19,7 +19,7 @@ func TestRepeatsShareAPlace(t *testing.T) {
 		bin := binarytest.Closeload(t)
 		dir := t.TempDir()
 		var paths []string
-		for i, extra := range [][]string{nil, {"--isolate"}, nil, {"--isolate"}} {
+		for i, extra := range [][]string{{"--host-netns"}, {"--isolate"}, {"--host-netns"}, {"--isolate"}} {
 			out := filepath.Join(dir, "r"+string(rune('0'+i))+".json")
 			args := append([]string{"run", "-s", "client-halfclose", "-d", "500ms", "--interval", "100ms", "--grace", "500ms", "--out", out}, extra...)
 			if b, err := exec.Command(bin, args...).CombinedOutput(); err != nil {

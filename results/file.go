@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 )
 
 // Sentinel errors of record I/O, wrapped with the file and the detail so that
@@ -17,8 +16,11 @@ var (
 	ErrVersion = errors.New("unsupported record version")
 )
 
-// Write stores r as indented JSON at path atomically: a reader sees the old
-// file or the whole new one, never half of it, even if the process dies.
+// Write stores r as indented JSON at path by the rules of WriteOutput: "-"
+// is standard output, a link or device is written through, a regular file
+// is replaced atomically (a reader sees the old file or the whole new one,
+// even if the process dies), and a record that cannot reach path is saved
+// beside it (*SavedElsewhere says where).
 func Write(path string, r *Run) error {
 	if r.Schema == 0 {
 		r.Schema = SchemaVersion
@@ -28,40 +30,7 @@ func Write(path string, r *Run) error {
 		return fmt.Errorf("encode record: %w", err)
 	}
 	data = append(data, '\n')
-	return WriteFileAtomic(path, data)
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return WriteOutput(path, data)
 }
 
 // ReadFile reads and checks one record file.

@@ -168,6 +168,13 @@ func mergeShards(shards []*Run) (*Run, error) {
 	out.Peaks = mergePeaks(shards, out.Series)
 	out.Collector = mergeCollector(shards)
 	out.Storm = mergeStorm(shards)
+	for _, s := range shards {
+		out.Outages = append(out.Outages, s.Outages...)
+	}
+	slices.SortStableFunc(out.Outages, func(a, b Outage) int { return a.Start.Compare(b.Start) })
+	for _, s := range shards {
+		out.GraceSeconds = math.Max(out.GraceSeconds, s.GraceSeconds)
+	}
 	return out, nil
 }
 
@@ -217,6 +224,7 @@ func mergeScenarios(shards []*Run) ([]ScenarioResult, error) {
 			m.Cycles += sc.Cycles
 			m.Rate += sc.Rate
 			m.Attempts += sc.Attempts
+			m.Unfinished = AddUnfinished(m.Unfinished, sc.Unfinished)
 			m.LateStarts += sc.LateStarts
 			m.Errors = mergeErrors(m.Errors, sc.Errors)
 			m.Bytes = addBytes(m.Bytes, sc.Bytes)
@@ -230,6 +238,7 @@ func mergeScenarios(shards []*Run) ([]ScenarioResult, error) {
 				m.Target.Accepted += t.Accepted
 				m.Target.Completed += t.Completed
 				m.Target.Errors = mergeErrors(m.Target.Errors, t.Errors)
+				m.Target.Unfinished = AddUnfinished(m.Target.Unfinished, t.Unfinished)
 				m.Target.Bytes = addBytes(m.Target.Bytes, t.Bytes)
 				m.Target.Observed.EOF += t.Observed.EOF
 				m.Target.Observed.Reset += t.Observed.Reset
@@ -298,8 +307,38 @@ func mergeTotals(shards []*Run) Totals {
 		t.LateStarts += s.Totals.LateStarts
 		t.Errors = mergeErrors(t.Errors, s.Totals.Errors)
 		t.Bytes = addBytes(t.Bytes, s.Totals.Bytes)
+		t.Unfinished = AddUnfinished(t.Unfinished, s.Totals.Unfinished)
+		t.ClientHoldWaits = addHoldWaits(t.ClientHoldWaits, s.Totals.ClientHoldWaits)
+		t.TargetHoldWaits = addHoldWaits(t.TargetHoldWaits, s.Totals.TargetHoldWaits)
 	}
 	return t
+}
+
+// AddUnfinished adds src into dst, phase by phase; nil stays nil when src
+// is empty, so records without unfinished connections keep no map.
+func AddUnfinished(dst, src map[string]uint64) map[string]uint64 {
+	for phase, n := range src {
+		if n == 0 {
+			continue
+		}
+		if dst == nil {
+			dst = map[string]uint64{}
+		}
+		dst[phase] += n
+	}
+	return dst
+}
+
+func addHoldWaits(a, b *HoldWaits) *HoldWaits {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		a = &HoldWaits{}
+	}
+	a.Count += b.Count
+	a.WaitedNs += b.WaitedNs
+	return a
 }
 
 // counterDomain names the set of shards that read the same kernel counter:
@@ -585,6 +624,7 @@ func mergeCollector(shards []*Run) *CollectorHealth {
 			out.Errors = append(out.Errors, fmt.Sprintf("shard %d: %s", s.Shard.Index, e))
 		}
 		out.ParseErrors += c.ParseErrors
+		out.DroppedLatencies += c.DroppedLatencies
 		if out.FallbackReason == "" {
 			out.FallbackReason = c.FallbackReason
 		}
@@ -625,6 +665,7 @@ func mergeStorm(shards []*Run) *StormResult {
 		out.Closed += st.Closed
 		out.Failed += st.Failed
 		out.Unaccounted += st.Unaccounted
+		out.Unfinished = AddUnfinished(out.Unfinished, st.Unfinished)
 		out.HoldPeak += st.HoldPeak
 		if st.TimeToLastClose > out.TimeToLastClose {
 			out.TimeToLastClose = st.TimeToLastClose

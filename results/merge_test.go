@@ -382,3 +382,47 @@ func TestMergeFinalPartialSample(t *testing.T) {
 		t.Errorf("peak TIME_WAIT = %d, want 14900", p)
 	}
 }
+
+// TestMergeUnfinished: unfinished connections, hold waits and outages of
+// shards add up in the merge, so attempts = cycles + errors + unfinished
+// holds for the whole run as for each shard.
+func TestMergeUnfinished(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	shard := func(i int, drain uint64, out []Outage) *Run {
+		return &Run{Schema: SchemaVersion, ID: "r", Shard: &Shard{Index: i, Count: 2},
+			Scenarios: []ScenarioResult{{Name: "full-close", Weight: 1, Cycles: 10, Attempts: 10 + drain,
+				Unfinished: map[string]uint64{"drain": drain}}},
+			Totals: Totals{Cycles: 10, Attempts: 10 + drain, Unfinished: map[string]uint64{"drain": drain},
+				TargetHoldWaits: &HoldWaits{Count: 1, WaitedNs: 5}},
+			Outages: out}
+	}
+	m, missing, err := Merge([]*Run{
+		shard(1, 3, []Outage{{Start: t0.Add(time.Second), End: t0.Add(2 * time.Second), Refused: 4}}),
+		shard(0, 2, []Outage{{Start: t0, Refused: 1}}),
+	})
+	if err != nil || len(missing) != 0 {
+		t.Fatal(err, missing)
+	}
+	sc := m.Scenarios[0]
+	if sc.Unfinished["drain"] != 5 || !sc.Accounted() || !m.Totals.Accounted() {
+		t.Errorf("scenario: attempts %d cycles %d unfinished %v", sc.Attempts, sc.Cycles, sc.Unfinished)
+	}
+	if m.Totals.Unfinished["drain"] != 5 || m.Totals.TargetHoldWaits == nil || m.Totals.TargetHoldWaits.Count != 2 {
+		t.Errorf("totals: %+v", m.Totals)
+	}
+	if len(m.Outages) != 2 || !m.Outages[0].Start.Equal(t0) || m.Outages[1].Refused != 4 {
+		t.Errorf("outages %+v, want both in start order", m.Outages)
+	}
+	if m.Totals.ClientHoldWaits != nil {
+		t.Errorf("client hold waits %+v from shards without any", m.Totals.ClientHoldWaits)
+	}
+	lost := m.Scenarios[0]
+	lost.Unfinished = nil
+	if lost.Accounted() {
+		t.Errorf("attempts %d cycles %d without unfinished counted as accounted", lost.Attempts, lost.Cycles)
+	}
+	withErrors := ScenarioResult{Attempts: 5, Cycles: 2, Errors: map[string]ErrorCount{"reset": {Count: 3}}}
+	if !withErrors.Accounted() {
+		t.Errorf("%+v: errors not counted", withErrors)
+	}
+}

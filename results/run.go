@@ -29,8 +29,13 @@ type Run struct {
 
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
-	// MeasuredSeconds is the window the figures cover: the run less warm-up.
+	// MeasuredSeconds is the window the figures cover: the run less warm-up,
+	// up to the stop; rates divide by it.
 	MeasuredSeconds float64 `json:"measured_seconds"`
+	// GraceSeconds is how long connections in flight took to end after the
+	// stop (at most the grace period); it is not part of the measured
+	// window.
+	GraceSeconds float64 `json:"grace_seconds,omitempty"`
 	// Interrupted is true when a signal or an error ended the run early; the
 	// figures then cover only what was measured before that.
 	Interrupted     bool   `json:"interrupted"`
@@ -51,6 +56,34 @@ type Run struct {
 	Collector *CollectorHealth `json:"collector,omitempty"`
 	// Storm is set for storm-shaped runs.
 	Storm *StormResult `json:"storm,omitempty"`
+	// Verdict says whether the run did its work and its thresholds held.
+	Verdict *Verdict `json:"verdict,omitempty"`
+	// Census is what the run found before it started, in a namespace it
+	// shared with earlier activity; nil in a fresh namespace.
+	Census *Census `json:"census,omitempty"`
+	// Notes are remarks about how the run was made that a reader of its
+	// figures needs: a fallback to the host namespace, what earlier runs
+	// left on the host.
+	Notes []string `json:"notes,omitempty"`
+	// Outages are the stretches in which the target refused every
+	// connection (a restart ridden out), in order.
+	Outages []Outage `json:"outages,omitempty"`
+}
+
+// Outage is a stretch of a run in which connections were refused and none
+// completed: from the first refusal to the first completed connection
+// after it. End is zero when the target still refused at the stop.
+type Outage struct {
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end,omitzero"`
+	Refused uint64    `json:"refused"`
+}
+
+// HoldWaits says how often and for how long connections waited for room
+// in a full holder (the descriptor bound): back-pressure a summary names.
+type HoldWaits struct {
+	Count    uint64 `json:"count"`
+	WaitedNs int64  `json:"waited_ns"`
 }
 
 // Shard says which slice of a run a record holds, so a merge can tell when
@@ -103,6 +136,10 @@ type Config struct {
 	Closer      string        `json:"closer,omitempty"`
 	Procs       int           `json:"procs,omitempty"`
 	StartAt     time.Time     `json:"start_at,omitempty"`
+	// OnRefused is "stop" or "continue"; StallTimeout is how long a run of
+	// faults with nothing completed may last before the run stops.
+	OnRefused    string        `json:"on_refused,omitempty"`
+	StallTimeout time.Duration `json:"stall_timeout_ns,omitempty"`
 }
 
 // MixEntry is one scenario of the mix with its weight.
@@ -130,8 +167,13 @@ type ScenarioResult struct {
 	Cycles uint64 `json:"cycles"`
 	// Rate is Cycles per measured second.
 	Rate float64 `json:"rate"`
-	// Attempts counts every started connection (Cycles + failed ones).
+	// Attempts counts every started connection: Attempts = Cycles + the
+	// error counts + the Unfinished counts.
 	Attempts uint64 `json:"attempts"`
+	// Unfinished maps a phase (connect, first_byte, drain, held) to the
+	// connections still in it when the stop ended them after the grace
+	// period: neither completed nor failed.
+	Unfinished map[string]uint64 `json:"unfinished,omitempty"`
 	// LateStarts counts open-loop arrivals that started after their intended
 	// time because every worker was busy (coordinated omission made visible).
 	LateStarts uint64 `json:"late_starts,omitempty"`
@@ -156,8 +198,11 @@ type TargetSide struct {
 	Accepted  uint64                `json:"accepted"`
 	Completed uint64                `json:"completed"`
 	Errors    map[string]ErrorCount `json:"errors,omitempty"`
-	Bytes     Bytes                 `json:"bytes"`
-	Observed  Observed              `json:"observed"`
+	// Unfinished maps a phase to the connections the target was still
+	// serving when it was closed: Accepted = Completed + errors + these.
+	Unfinished map[string]uint64 `json:"unfinished,omitempty"`
+	Bytes      Bytes             `json:"bytes"`
+	Observed   Observed          `json:"observed"`
 }
 
 // ErrorCount is how often one class of error happened, with one example so
@@ -210,6 +255,12 @@ type Totals struct {
 	LateStarts uint64                `json:"late_starts,omitempty"`
 	Errors     map[string]ErrorCount `json:"errors,omitempty"`
 	Bytes      Bytes                 `json:"bytes"`
+	// Unfinished sums the scenarios' unfinished connections by phase.
+	Unfinished map[string]uint64 `json:"unfinished,omitempty"`
+	// ClientHoldWaits and TargetHoldWaits count waits for room in the
+	// client's and the built-in target's holders.
+	ClientHoldWaits *HoldWaits `json:"client_hold_waits,omitempty"`
+	TargetHoldWaits *HoldWaits `json:"target_hold_waits,omitempty"`
 }
 
 // StormResult is what a storm run measured beyond the per-phase histograms.
@@ -220,9 +271,41 @@ type StormResult struct {
 	Closed      uint64 `json:"closed"`
 	Failed      uint64 `json:"failed"`
 	Unaccounted uint64 `json:"unaccounted"`
+	// Unfinished maps a phase (held, drain) to connections a stop ended
+	// before they were gone: Opened = Closed + Failed + these.
+	Unfinished map[string]uint64 `json:"unfinished,omitempty"`
 	// HoldPeak is the most connections held at once.
 	HoldPeak uint64 `json:"hold_peak"`
 	// TimeToLastClose is from the start of the close window to the last
 	// connection gone, in nanoseconds.
 	TimeToLastClose int64 `json:"time_to_last_close_ns"`
+}
+
+// Accounted reports whether every connection the scenario started ended in
+// exactly one place: Attempts = Cycles + errors + Unfinished. Records made
+// before unfinished connections were counted may fail it after a forced
+// stop.
+func (s *ScenarioResult) Accounted() bool {
+	return s.Attempts == s.Cycles+errorSum(s.Errors)+unfinishedSum(s.Unfinished)
+}
+
+// Accounted is ScenarioResult.Accounted for the sums of a run.
+func (t *Totals) Accounted() bool {
+	return t.Attempts == t.Cycles+errorSum(t.Errors)+unfinishedSum(t.Unfinished)
+}
+
+func errorSum(m map[string]ErrorCount) uint64 {
+	var n uint64
+	for _, e := range m {
+		n += e.Count
+	}
+	return n
+}
+
+func unfinishedSum(m map[string]uint64) uint64 {
+	var n uint64
+	for _, u := range m {
+		n += u
+	}
+	return n
 }

@@ -66,6 +66,9 @@ type CollectorHealth struct {
 	// DumpRetries counts sock_diag dumps retried because the kernel marked
 	// them interrupted (NLM_F_DUMP_INTR).
 	DumpRetries uint64 `json:"dump_retries,omitempty"`
+	// DroppedLatencies counts latencies beyond the histograms' 60 s that
+	// were left out of them (a storm's total phase spans its hold).
+	DroppedLatencies int64 `json:"dropped_latencies,omitempty"`
 	// Notes are remarks about the input that are not errors, e.g. a missing
 	// /proc/net/tcp6 on a host with IPv6 off.
 	Notes []string `json:"notes,omitempty"`

@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/closeload/closeload/results"
@@ -51,20 +48,20 @@ func ParseSweep(spec string, allowUnknown bool) (Sweep, error) {
 	k, vs, ok := strings.Cut(spec, "=")
 	k = strings.TrimSpace(k)
 	if !ok || k == "" {
-		return Sweep{}, usage("--sysctl %q: want KEY=V1[,V2...], e.g. net.ipv4.tcp_tw_reuse=0,1", spec)
+		return Sweep{}, fieldErr("Sysctls", "%q: want KEY=V1[,V2...], e.g. net.ipv4.tcp_tw_reuse=0,1", spec)
 	}
 	if err := sysctl.CheckName(k, allowUnknown); err != nil {
-		return Sweep{}, usage("--sysctl: %v", err)
+		return Sweep{}, fieldErr("Sysctls", "%v", err)
 	}
 	s := Sweep{Key: k}
 	seen := map[string]bool{}
 	for _, v := range strings.Split(vs, ",") {
 		nv, err := sysctl.NormalizeValue(k, v)
 		if err != nil {
-			return Sweep{}, usage("--sysctl %q: %v", spec, err)
+			return Sweep{}, fieldErr("Sysctls", "%q: %v", spec, err)
 		}
 		if seen[nv] {
-			return Sweep{}, usage("--sysctl %q: value %q given twice", spec, nv)
+			return Sweep{}, fieldErr("Sysctls", "%q: value %q given twice", spec, nv)
 		}
 		seen[nv] = true
 		s.Values = append(s.Values, nv)
@@ -94,7 +91,7 @@ func ParseVariants(r io.Reader, name string, allowUnknown bool) ([]Variant, erro
 		if before, after, ok := strings.Cut(text, ":"); ok && !strings.Contains(before, "=") {
 			label, text = strings.TrimSpace(before), strings.TrimSpace(after)
 			if label == "" || strings.ContainsAny(label, ",= \t") {
-				return nil, usage("--variants %s:%d: variant name %q: want a word before the colon", name, line, label)
+				return nil, fieldErr("Variants", "%s:%d: variant name %q: want a word before the colon", name, line, label)
 			}
 		}
 		var specs []string
@@ -104,26 +101,26 @@ func ParseVariants(r io.Reader, name string, allowUnknown bool) ([]Variant, erro
 			}
 		}
 		if len(specs) == 0 {
-			return nil, usage("--variants %s:%d: no KEY=VALUE; a variant must set at least one key (for a baseline, give the default explicitly, e.g. net.ipv4.tcp_tw_reuse=2)", name, line)
+			return nil, fieldErr("Variants", "%s:%d: no KEY=VALUE; a variant must set at least one key (for a baseline, give the default explicitly, e.g. net.ipv4.tcp_tw_reuse=2)", name, line)
 		}
 		as, err := sysctl.ParseAssignments(specs, allowUnknown)
 		if err != nil {
-			return nil, usage("--variants %s:%d: %v", name, line, err)
+			return nil, fieldErr("Variants", "%s:%d: %v", name, line, err)
 		}
 		if label == "" {
 			label = variantName(as)
 		}
 		if prev, dup := names[label]; dup {
-			return nil, usage("--variants %s:%d: variant %q already on line %d", name, line, label, prev)
+			return nil, fieldErr("Variants", "%s:%d: variant %q already on line %d", name, line, label, prev)
 		}
 		names[label] = line
 		out = append(out, Variant{Name: label, Sysctls: as})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--variants %s: %w", name, err)
+		return nil, fmt.Errorf("variants file %s: %w", name, err)
 	}
 	if len(out) == 0 {
-		return nil, usage("--variants %s: no variants in the file", name)
+		return nil, fieldErr("Variants", "%s: no variants in the file", name)
 	}
 	return out, nil
 }
@@ -154,7 +151,7 @@ func ExpandVariants(file []Variant, sweeps []Sweep) ([]Variant, error) {
 		next := make([]Variant, 0, len(cur)*len(s.Values))
 		for _, v := range cur {
 			if _, dup := v.fromDim[s.Key]; dup {
-				return nil, usage("--sysctl %s: the key is set twice (by another --sysctl or by --variants); give each key once", s.Key)
+				return nil, fieldErr("Sysctls", "%s: the key is set twice (by another sweep or by {Variants}); give each key once", s.Key)
 			}
 			for _, val := range s.Values {
 				as := append(append([]sysctl.Assignment(nil), v.Sysctls...), sysctl.Assignment{Key: s.Key, Value: val})
@@ -167,11 +164,11 @@ func ExpandVariants(file []Variant, sweeps []Sweep) ([]Variant, error) {
 		}
 		cur = next
 		if len(cur) > MaxMatrixVariants {
-			return nil, usage("--sysctl: %d variants or more; at most %d per matrix", len(cur), MaxMatrixVariants)
+			return nil, fieldErr("Sysctls", "%d variants or more; at most %d per matrix", len(cur), MaxMatrixVariants)
 		}
 	}
 	if len(cur) == 1 && len(cur[0].Sysctls) == 0 {
-		return nil, usage("matrix: no variants; give --sysctl KEY=V1,V2 and/or --variants FILE")
+		return nil, fieldErr("Sysctls", "none: a matrix needs variants; give {Sysctls} KEY=V1,V2 and/or {Variants} FILE")
 	}
 	for i := range cur {
 		cur[i].Index = i
@@ -247,7 +244,8 @@ type MatrixIndex struct {
 	Interrupted bool        `json:"interrupted"`
 }
 
-// MatrixOptions is a matrix as cmd/closeload parsed it.
+// MatrixOptions is a matrix: the run every variant makes, the variants,
+// the repeats and where the records go.
 type MatrixOptions struct {
 	// ID names the matrix and its directory; NewMatrixID when empty.
 	ID string
@@ -255,31 +253,21 @@ type MatrixOptions struct {
 	Dir      string
 	Variants []Variant
 	Repeat   int
-	// Host applies each variant to the host (--host-sysctl) instead of
-	// isolating it; the run flags must then say --host-sysctl too.
-	Host bool
-	// Target is the external target, if any (isolated variants cannot
-	// reach one).
-	Target string
-	// AllowUnknown passes --allow-unknown-sysctl to the children.
-	AllowUnknown bool
-	// RunArgs are the run flags the user set, passed to every run as they
-	// are ("--conns=8"); the matrix adds --sysctl, --out, --run-id and the
-	// matrix placement flags itself.
-	RunArgs []string
-	// Hlog asks every run for an HdrHistogram interval log beside its record.
+	// Plan is the run each variant makes; its sysctls are the variant's,
+	// its outputs and placement are set per run. With HostSysctl each
+	// variant is applied to the host, journaled and restored after each
+	// run; otherwise each run has a fresh network namespace.
+	Plan Plan
+	// Hlog asks every run for an HdrHistogram interval log beside its
+	// record.
 	Hlog bool
-	// Exe is the closeload binary (os.Executable() when empty); ExeArgs come
-	// before "run" (tests point Exe at a fake).
-	Exe     string
-	ExeArgs []string
-	// Env is added to the children's environment.
-	Env []string
 	// Args are the matrix's own command line, kept in the index.
 	Args []string
-	// Stdout gets one line per run; Stderr gets the children's stderr (their
-	// progress line and errors). A child's stdout goes to its log file.
+	// Stdout gets one line per run; Stderr each run's warnings and live
+	// line.
 	Stdout, Stderr io.Writer
+	// Summary, when set, renders a run's summary into its log file.
+	Summary func(w io.Writer, r *results.Run)
 }
 
 // NewMatrixID returns a sortable, unique matrix id.
@@ -289,58 +277,59 @@ func NewMatrixID() string {
 
 // Check validates a matrix before any run starts: repeat bounds, global
 // keys in isolated mode, root for host mode, an external target without
-// host mode.
+// host mode, and the plan of every variant.
 func (o *MatrixOptions) Check() error {
 	if o.Repeat < 1 || o.Repeat > MaxMatrixRepeat {
-		return usage("--repeat %d: want 1 to %d", o.Repeat, MaxMatrixRepeat)
+		return fieldErr("Repeat", "%d: want 1 to %d", o.Repeat, MaxMatrixRepeat)
 	}
 	if len(o.Variants) == 0 {
-		return usage("matrix: no variants; give --sysctl KEY=V1,V2 and/or --variants FILE")
+		return fieldErr("Sysctls", "none: a matrix needs variants; give {Sysctls} KEY=V1,V2 and/or {Variants} FILE")
 	}
-	if o.ID != "" && (strings.ContainsAny(o.ID, "/\\ \t\n") || o.ID == "." || o.ID == "..") {
-		return usage("--matrix-id %q: no slashes or spaces", o.ID)
+	if o.ID != "" && !validRunID(o.ID) {
+		return fieldErr("Matrix", "%q: no slashes or spaces", o.ID)
 	}
-	if o.Host {
+	if o.Plan.HostSysctl {
 		if os.Geteuid() != 0 {
-			return usage("--host-sysctl: %v", fmt.Errorf("%w: it changes the whole host's settings; run as root, or drop --host-sysctl to compare settings in isolated network namespaces (no root needed)", sysctl.ErrNotRoot))
+			return fieldErr("HostSysctl", "%v", fmt.Errorf("%w: it changes the whole host's settings; run as root, or drop it to compare settings in isolated network namespaces (no root needed)", sysctl.ErrNotRoot))
 		}
-		return nil
-	}
-	if o.Target != "" {
-		return usage("--target %s: isolated variants run in fresh network namespaces that cannot reach it; use --host-sysctl (root) to compare settings against an external target", o.Target)
+	} else if !o.Plan.Builtin() {
+		return fieldErr("Target", "%s: isolated variants run in fresh network namespaces that cannot reach it; use {HostSysctl} (root) to compare settings against an external target", o.Plan.targetLabel())
 	}
 	for _, v := range o.Variants {
-		if err := sysctl.CheckIsolatable(v.Sysctls); err != nil {
-			return usage("variant %s: %v", v.Name, err)
+		if !o.Plan.HostSysctl {
+			if err := sysctl.CheckIsolatable(v.Sysctls); err != nil {
+				return fieldErr("Sysctls", "variant %s: %v", v.Name, err)
+			}
+		}
+		p := o.runPlan("", MatrixRun{RunID: "matrix-check", File: "check.json"}, v)
+		p.Out, p.Hlog = "", ""
+		if err := p.Validate(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// childArgs is the command line of one run.
-func (o *MatrixOptions) childArgs(dir string, r MatrixRun, v Variant) []string {
-	args := append(append([]string(nil), o.ExeArgs...), "run")
-	args = append(args, o.RunArgs...)
-	for _, a := range v.Sysctls {
-		args = append(args, "--sysctl="+a.String())
-	}
-	args = append(args,
-		"--out="+filepath.Join(dir, r.File),
-		"--run-id="+r.RunID,
-		"--matrix-id="+filepath.Base(dir),
-		"--variant="+v.Name,
-		"--repeat-index="+strconv.Itoa(r.Repeat),
-	)
+// runPlan is the plan of one run of the matrix.
+func (o *MatrixOptions) runPlan(dir string, r MatrixRun, v Variant) Plan {
+	p := o.Plan
+	p.Sysctls = append([]sysctl.Assignment(nil), v.Sysctls...)
+	p.RunID = r.RunID
+	p.Out = filepath.Join(dir, r.File)
+	p.Hlog = ""
 	if o.Hlog {
-		args = append(args, "--hlog="+filepath.Join(dir, strings.TrimSuffix(r.File, ".json")+".hlog"))
+		p.Hlog = filepath.Join(dir, strings.TrimSuffix(r.File, ".json")+".hlog")
 	}
-	return args
+	p.Matrix, p.Variant, p.Repeat = filepath.Base(dir), v.Name, r.Repeat
+	if !p.HostSysctl {
+		p.Netns = NetnsIsolated
+	}
+	return p
 }
 
-// RunMatrix runs every variant Repeat times, interleaved, one child
-// `closeload run` at a time, and returns the index and the records read
-// back (nil where a run produced none). It stops early when ctx ends or the
-// first run fails with a usage error (every run would).
+// RunMatrix runs every variant Repeat times, interleaved, one run at a
+// time, and returns the index and the records (nil where a run produced
+// none). It stops early when ctx ends.
 func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.Run, error) {
 	if err := o.Check(); err != nil {
 		return nil, nil, err
@@ -351,23 +340,16 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 	if o.Dir == "" {
 		o.Dir = "results"
 	}
-	if o.Exe == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, nil, fmt.Errorf("matrix: find own binary: %w", err)
-		}
-		o.Exe = exe
-	}
 	stdout, stderr := o.Stdout, o.Stderr
 	if stdout == nil {
-		stdout = io.Discard
+		stdout = discard{}
 	}
 	if stderr == nil {
-		stderr = io.Discard
+		stderr = discard{}
 	}
 	dir := filepath.Join(o.Dir, o.ID)
 	if _, err := os.Stat(filepath.Join(dir, MatrixIndexFile)); err == nil {
-		return nil, nil, usage("--matrix-id %s: %s already holds a matrix; choose another id", o.ID, dir)
+		return nil, nil, fieldErr("Matrix", "%s: %s already holds a matrix; choose another id", o.ID, dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("matrix: %w", err)
@@ -377,14 +359,13 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 		Mode: sysctl.ModeIsolated, Repeat: o.Repeat, Variants: o.Variants,
 		Runs: Schedule(o.ID, o.Variants, o.Repeat),
 	}
-	if o.Host {
+	if o.Plan.HostSysctl {
 		idx.Mode = sysctl.ModeHost
 	}
 	if err := writeIndex(dir, idx); err != nil {
 		return nil, nil, err
 	}
 	recs := make([]*results.Run, len(idx.Runs))
-	var stopErr error
 	for i := range idx.Runs {
 		r := &idx.Runs[i]
 		if ctx.Err() != nil {
@@ -393,12 +374,11 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 		}
 		v := o.Variants[r.Variant]
 		fmt.Fprintf(stdout, "[%d/%d] %s  repeat %d ...", i+1, len(idx.Runs), v.Name, r.Repeat)
-		rec, err := o.runOne(ctx, dir, r, v, stderr)
+		rec := o.runOne(ctx, dir, r, v, stderr)
 		recs[i] = rec
-		switch {
-		case rec != nil:
-			fmt.Fprintf(stdout, " %.0f cycles/s, %d errors%s\n", rec.Totals.Rate, matrixErrors(rec), statusNote(r))
-		default:
+		if rec != nil {
+			fmt.Fprintf(stdout, " %.0f cycles/s, %d errors%s\n", rec.Totals.Rate, errorTotal(rec.Totals.Errors), statusNote(r))
+		} else {
 			fmt.Fprintf(stdout, " %s: %s\n", r.Status, r.Error)
 		}
 		if r.Status == RunInterrupted || ctx.Err() != nil {
@@ -406,10 +386,6 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 		}
 		if werr := writeIndex(dir, idx); werr != nil {
 			return idx, recs, werr
-		}
-		if errors.Is(err, ErrUsage) {
-			stopErr = err
-			break
 		}
 		if idx.Interrupted {
 			break
@@ -419,9 +395,6 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 	if err := writeIndex(dir, idx); err != nil {
 		return idx, recs, err
 	}
-	if stopErr != nil {
-		return idx, recs, stopErr
-	}
 	var failed []string
 	for _, r := range idx.Runs {
 		if r.Status == RunFailed {
@@ -430,6 +403,11 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 	}
 	if len(failed) > 0 {
 		return idx, recs, fmt.Errorf("matrix %s: %d of %d runs failed (%s); see %s", o.ID, len(failed), len(idx.Runs), strings.Join(failed, ", "), filepath.Join(dir, MatrixIndexFile))
+	}
+	if idx.Interrupted {
+		if cause := context.Cause(ctx); cause != nil {
+			return idx, recs, cause
+		}
 	}
 	return idx, recs, nil
 }
@@ -441,58 +419,43 @@ func statusNote(r *MatrixRun) string {
 	return "  (" + r.Status + ")"
 }
 
-// runOne runs one child and reads its record back. Its error wraps
-// ErrUsage when the child rejected its flags.
-func (o *MatrixOptions) runOne(ctx context.Context, dir string, r *MatrixRun, v Variant, stderr io.Writer) (*results.Run, error) {
-	log, err := os.Create(filepath.Join(dir, r.Log))
-	if err != nil {
-		r.Status, r.Error = RunFailed, err.Error()
-		return nil, err
-	}
-	defer log.Close()
-	cmd := exec.CommandContext(ctx, o.Exe, o.childArgs(dir, *r, v)...)
-	cmd.Env = append(os.Environ(), o.Env...)
-	cmd.Stdout = log
-	cmd.Stderr = io.MultiWriter(stderr, log)
-	if f, ok := stderr.(*os.File); ok {
-		cmd.Stderr = f // keep the child's terminal progress line
-	}
-	// On Ctrl-C the terminal signals the child too; on SIGTERM to the
-	// matrix alone, pass it on so the child writes its interrupted record.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = sysctl.ChildStopDelay + 5*time.Second
+// runOne makes one run of the matrix, writes its summary to its log and
+// notes its status in r.
+func (o *MatrixOptions) runOne(ctx context.Context, dir string, r *MatrixRun, v Variant, stderr io.Writer) *results.Run {
+	p := o.runPlan(dir, *r, v)
 	r.Start = time.Now().UTC()
-	runErr := cmd.Run()
+	rec, err := Run(ctx, &p, Output{Stdout: discard{}, Stderr: stderr, Progress: true})
 	r.End = time.Now().UTC()
-	r.ExitCode = cmd.ProcessState.ExitCode()
-	rec, readErr := results.ReadFile(filepath.Join(dir, r.File))
+	r.ExitCode = ExitCode(rec, err)
 	switch {
-	case rec != nil && rec.Interrupted:
+	case rec != nil && rec.Verdict != nil && rec.Verdict.Status == results.VerdictInterrupted:
 		r.Status, r.Error = RunInterrupted, rec.InterruptReason
-	case runErr == nil && readErr == nil:
-		r.Status = RunOK
-	case runErr != nil:
-		r.Status, r.Error = RunFailed, fmt.Sprintf("closeload run: %v (see %s)", runErr, filepath.Join(dir, r.Log))
+	case err != nil:
+		r.Status, r.Error = RunFailed, err.Error()
+	case rec == nil:
+		r.Status, r.Error = RunFailed, "no record"
+	case rec.Verdict != nil && rec.Verdict.Status == results.VerdictFailed:
+		r.Status, r.Error = RunFailed, strings.Join(rec.Verdict.Reasons, "; ")
 	default:
-		r.Status, r.Error = RunFailed, "record: "+readErr.Error()
+		r.Status = RunOK
 	}
 	if rec != nil && r.Status != RunFailed {
 		if err := checkPlacement(rec, filepath.Base(dir), *r, v); err != nil {
 			r.Status, r.Error = RunFailed, err.Error()
 		}
 	}
-	if r.Status == RunFailed && r.ExitCode == 2 {
-		return rec, fmt.Errorf("%w: run %s rejected its flags (exit 2); every run would: %s", ErrUsage, r.RunID, lastLine(filepath.Join(dir, r.Log)))
+	if o.Summary != nil && rec != nil {
+		if f, err := os.Create(filepath.Join(dir, r.Log)); err == nil {
+			o.Summary(f, rec)
+			f.Close()
+		}
 	}
-	if r.Status == RunFailed {
-		return rec, errors.New(r.Error)
-	}
-	return rec, nil
+	return rec
 }
 
 // checkPlacement makes sure the record is the run the matrix asked for:
 // placed in the matrix, with the variant's values applied and still in
-// effect at the end, in the expected mode.
+// effect at the end.
 func checkPlacement(rec *results.Run, matrixID string, r MatrixRun, v Variant) error {
 	if rec.Matrix != matrixID || rec.Variant != v.Name || rec.Repeat != r.Repeat || rec.ID != r.RunID {
 		return fmt.Errorf("record %s is not run %s of matrix %s (says matrix %q variant %q repeat %d)", r.File, r.RunID, matrixID, rec.Matrix, rec.Variant, rec.Repeat)
@@ -506,15 +469,6 @@ func checkPlacement(rec *results.Run, matrixID string, r MatrixRun, v Variant) e
 		}
 	}
 	return nil
-}
-
-func lastLine(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
 }
 
 func writeIndex(dir string, idx *MatrixIndex) error {
@@ -540,6 +494,3 @@ func ReadMatrixIndex(path string) (*MatrixIndex, error) {
 	}
 	return &idx, nil
 }
-
-// matrixErrors is a run's error total, for the progress lines.
-func matrixErrors(r *results.Run) uint64 { return errTotal(r.Totals.Errors) }

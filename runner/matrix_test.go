@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/closeload/closeload/internal/binarytest"
+	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/closeload/closeload/internal/binarytest"
+	"github.com/closeload/closeload/workload"
 
 	"github.com/closeload/closeload/internal/nstest"
 	"github.com/closeload/closeload/results"
@@ -186,21 +190,24 @@ func TestMatrixCheck(t *testing.T) {
 		msg  string
 	}{
 		{"ok", MatrixOptions{Variants: reuse, Repeat: 2}, ""},
-		{"repeat 0", MatrixOptions{Variants: reuse, Repeat: 0}, "--repeat 0"},
-		{"repeat huge", MatrixOptions{Variants: reuse, Repeat: 1000}, "--repeat 1000"},
+		{"repeat 0", MatrixOptions{Variants: reuse, Repeat: 0}, "Repeat 0"},
+		{"repeat huge", MatrixOptions{Variants: reuse, Repeat: 1000}, "Repeat 1000"},
 		{"global key isolated", MatrixOptions{Variants: mem, Repeat: 1}, "global"},
-		{"external target isolated", MatrixOptions{Variants: reuse, Repeat: 1, Target: "10.0.0.1:80"}, "--host-sysctl"},
-		{"bad id", MatrixOptions{Variants: reuse, Repeat: 1, ID: "../x"}, "--matrix-id"},
+		{"external target isolated", MatrixOptions{Variants: reuse, Repeat: 1, Plan: Plan{Target: netip.MustParseAddrPort("127.0.0.1:80")}}, "HostSysctl"},
+		{"bad id", MatrixOptions{Variants: reuse, Repeat: 1, ID: "../x"}, "Matrix"},
 	}
 	if os.Geteuid() != 0 {
 		tests = append(tests, struct {
 			name string
 			o    MatrixOptions
 			msg  string
-		}{"host without root", MatrixOptions{Variants: reuse, Repeat: 1, Host: true}, "needs root"})
+		}{"host without root", MatrixOptions{Variants: reuse, Repeat: 1, Plan: Plan{HostSysctl: true}}, "needs root"})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.o.Plan.Target.IsValid() && !tc.o.Plan.HostSysctl {
+				tc.o.Plan = shortPlan()
+			}
 			err := tc.o.Check()
 			if tc.msg == "" {
 				if err != nil {
@@ -215,136 +222,71 @@ func TestMatrixCheck(t *testing.T) {
 	}
 }
 
-// fakeChildEnv makes TestMatrixFakeChild act as `closeload run`: it writes
-// a record from its flags, so matrix orchestration is tested without load.
-const fakeChildEnv = "CLOSELOAD_MATRIX_FAKE_CHILD"
-
-// TestMatrixFakeChild is not a test: it is the fake child process.
-func TestMatrixFakeChild(t *testing.T) {
-	if os.Getenv(fakeChildEnv) == "" {
-		return
-	}
-	os.Exit(fakeChild())
+// shortPlan is a short real run for matrix tests.
+func shortPlan() Plan {
+	p := DefaultPlan()
+	m, _ := workload.ParseMix("client-halfclose")
+	p.Mix, p.Conns, p.Duration, p.Interval = m, 2, 300*time.Millisecond, 100*time.Millisecond
+	return p
 }
 
-func fakeChild() int {
-	var args []string
-	for i, a := range os.Args {
-		if a == "--" {
-			args = os.Args[i+1:]
-			break
-		}
-	}
-	if len(args) == 0 || args[0] != "run" {
-		fmt.Fprintln(os.Stderr, "fake child: want run, got", args)
-		return 3
-	}
-	flags := map[string]string{}
-	applied := map[string]string{}
-	for _, a := range args[1:] {
-		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if k == "sysctl" {
-			sk, sv, _ := strings.Cut(v, "=")
-			applied[sk] = sv
-			continue
-		}
-		flags[k] = v
-	}
-	if log := os.Getenv("FAKE_LOG"); log != "" {
-		f, _ := os.OpenFile(log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		fmt.Fprintf(f, "%s r%s %s\n", flags["variant"], flags["repeat-index"], flags["conns"])
-		f.Close()
-	}
-	switch os.Getenv("FAKE_MODE") {
-	case "usage":
-		fmt.Fprintln(os.Stderr, "closeload: --conns 0: want a whole number from 1 to 100000")
-		return 2
-	case "fail-reuse-1":
-		if applied["net.ipv4.tcp_tw_reuse"] == "1" {
-			fmt.Fprintln(os.Stderr, "closeload: boom")
-			return 1
-		}
-	}
-	fmt.Println("fake summary for", flags["run-id"])
-	repeat, _ := strconv.Atoi(flags["repeat-index"])
-	reuse := applied["net.ipv4.tcp_tw_reuse"] == "1"
-	rate, recycled, ana := 1000.0+float64(repeat)*100, int64(0), uint64(50)
-	if reuse {
-		rate, recycled, ana = 3000+float64(repeat)*100, 700, 0
-	}
-	before := map[string]string{"net.ipv4.tcp_tw_reuse": "2"}
-	rec := &results.Run{
-		ID: flags["run-id"], Matrix: flags["matrix-id"], Variant: flags["variant"], Repeat: repeat,
-		Sysctls: results.Sysctls{Mode: "isolated", Applied: applied, Before: before, After: applied},
-		Start:   time.Now(), End: time.Now(), MeasuredSeconds: 1,
-		Totals: results.Totals{Rate: rate, Cycles: uint64(rate),
-			Errors: map[string]results.ErrorCount{"addr-not-available": {Count: ana}}},
-		Counters: []results.CounterDelta{{Name: "TcpExt.TWRecycled", Delta: recycled, Scope: "netns"}},
-		Peaks:    map[string]results.StateCount{"TIME_WAIT": {Total: 28000}},
-	}
-	if ana == 0 {
-		rec.Totals.Errors = nil
-	}
-	if err := results.Write(flags["out"], rec); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
-func fakeOptions(t *testing.T, mode string) (MatrixOptions, string) {
-	t.Helper()
-	dir := t.TempDir()
-	log := filepath.Join(dir, "calls.log")
+// TestRunMatrixReal runs a small matrix of real runs, each in a fresh
+// network namespace made by a child of this test binary: the runs are
+// interleaved, every record is in place with its variant in effect, a
+// variant the kernel refuses fails alone, and the same id is refused.
+func TestRunMatrixReal(t *testing.T) {
 	vs, err := ExpandVariants(nil, []Sweep{{"net.ipv4.tcp_tw_reuse", []string{"0", "1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return MatrixOptions{
-		ID: "m1", Dir: filepath.Join(dir, "results"), Variants: vs, Repeat: 2,
-		RunArgs: []string{"--conns=3"},
-		Exe:     os.Args[0], ExeArgs: []string{"-test.run=^TestMatrixFakeChild$", "--"},
-		Env: []string{fakeChildEnv + "=1", "FAKE_LOG=" + log, "FAKE_MODE=" + mode},
-	}, log
-}
-
-func TestRunMatrixFake(t *testing.T) {
-	o, log := fakeOptions(t, "")
+	// The kernel refuses a port range below ip_unprivileged_port_start.
+	bad := Variant{Index: 2, Name: "refused", Sysctls: []sysctl.Assignment{{Key: "net.ipv4.ip_local_port_range", Value: "100 200"}}}
+	vs = append(vs, bad)
 	var out bytes.Buffer
-	o.Stdout = &out
+	o := MatrixOptions{ID: "m1", Dir: filepath.Join(t.TempDir(), "results"), Variants: vs, Repeat: 2, Plan: shortPlan(), Stdout: &out,
+		Summary: func(w io.Writer, r *results.Run) { fmt.Fprintf(w, "summary of %s\n", r.ID) }}
 	idx, recs, err := RunMatrix(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
+	if errors.Is(err, sysctl.ErrIsolation) {
+		nstest.Unavailable(t, err.Error())
 	}
-	calls, _ := os.ReadFile(log)
-	want := "net.ipv4.tcp_tw_reuse=0 r0 3\nnet.ipv4.tcp_tw_reuse=1 r0 3\nnet.ipv4.tcp_tw_reuse=0 r1 3\nnet.ipv4.tcp_tw_reuse=1 r1 3\n"
-	if string(calls) != want {
-		t.Fatalf("children ran as\n%s\nwant interleaved, every run flag passed:\n%s", calls, want)
+	if err == nil || !strings.Contains(err.Error(), "2 of 6 runs failed") {
+		t.Fatalf("err = %v, want the refused variant's 2 runs failed", err)
 	}
 	dir := filepath.Join(o.Dir, "m1")
+	var order []string
 	for i, r := range idx.Runs {
+		order = append(order, fmt.Sprintf("v%d-r%d", r.Variant, r.Repeat))
+		if r.Variant == 2 {
+			if r.Status != RunFailed || !strings.Contains(r.Error, "ip_local_port_range") {
+				t.Errorf("refused variant's run %d: %+v", i, r)
+			}
+			continue
+		}
 		if r.Status != RunOK || recs[i] == nil {
-			t.Errorf("run %d: %+v", i, r)
+			t.Fatalf("run %d: %+v", i, r)
 		}
-		if _, err := os.Stat(filepath.Join(dir, r.File)); err != nil {
-			t.Errorf("record missing: %v", err)
+		rec, err := results.ReadFile(filepath.Join(dir, r.File))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if b, _ := os.ReadFile(filepath.Join(dir, r.Log)); !strings.Contains(string(b), "fake summary for "+r.RunID) {
-			t.Errorf("child's stdout not in %s: %q", r.Log, b)
+		want := strconv.Itoa(r.Variant)
+		if rec.Sysctls.Applied["net.ipv4.tcp_tw_reuse"] != want || rec.Sysctls.After["net.ipv4.tcp_tw_reuse"] != want ||
+			!strings.HasPrefix(rec.Provenance.Namespace, "isolated") || rec.Totals.Cycles == 0 {
+			t.Errorf("run %s: applied %v after %q ns %q cycles %d", r.RunID, rec.Sysctls.Applied, rec.Sysctls.After["net.ipv4.tcp_tw_reuse"], rec.Provenance.Namespace, rec.Totals.Cycles)
 		}
+		if b, _ := os.ReadFile(filepath.Join(dir, r.Log)); !strings.Contains(string(b), "summary of "+r.RunID) {
+			t.Errorf("summary not in %s: %q", r.Log, b)
+		}
+	}
+	if got := strings.Join(order, " "); got != "v0-r0 v1-r0 v2-r0 v0-r1 v1-r1 v2-r1" {
+		t.Errorf("schedule %s, want interleaved", got)
 	}
 	read, err := ReadMatrixIndex(filepath.Join(dir, MatrixIndexFile))
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(read.Runs) != 6 || read.Interrupted || read.Finished.IsZero() || read.Mode != "isolated" {
+		t.Errorf("index: %v %+v", err, read)
 	}
-	if len(read.Runs) != 4 || read.Interrupted || read.Finished.IsZero() || read.Mode != "isolated" {
-		t.Errorf("index: %+v", read)
-	}
-	text := out.String()
-	for _, s := range []string{"[1/4] net.ipv4.tcp_tw_reuse=0  repeat 0", "[4/4] net.ipv4.tcp_tw_reuse=1  repeat 1"} {
-		if !strings.Contains(text, s) {
-			t.Errorf("progress lacks %q:\n%s", s, text)
-		}
+	if !strings.Contains(out.String(), "[1/6] net.ipv4.tcp_tw_reuse=0  repeat 0") {
+		t.Errorf("progress lacks the first run:\n%s", out.String())
 	}
 	// A second matrix with the same id is refused, not mixed in.
 	if _, _, err := RunMatrix(context.Background(), o); !errors.Is(err, ErrUsage) {
@@ -352,48 +294,34 @@ func TestRunMatrixFake(t *testing.T) {
 	}
 }
 
-func TestRunMatrixStopsOnUsageError(t *testing.T) {
-	o, log := fakeOptions(t, "usage")
-	idx, _, err := RunMatrix(context.Background(), o)
-	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--conns 0") {
-		t.Fatalf("err = %v, want a usage error quoting the child", err)
+// TestRunMatrixRefusesBadPlan checks that a plan every run would reject
+// stops the matrix before any run or file.
+func TestRunMatrixRefusesBadPlan(t *testing.T) {
+	vs, _ := ExpandVariants(nil, []Sweep{{"net.ipv4.tcp_tw_reuse", []string{"0", "1"}}})
+	p := shortPlan()
+	p.Conns = 0
+	o := MatrixOptions{ID: "m1", Dir: filepath.Join(t.TempDir(), "results"), Variants: vs, Repeat: 1, Plan: p}
+	_, _, err := RunMatrix(context.Background(), o)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "Conns" {
+		t.Fatalf("err = %v, want the Conns field named", err)
 	}
-	calls, _ := os.ReadFile(log)
-	if n := strings.Count(string(calls), "\n"); n != 1 {
-		t.Errorf("%d children started after a usage error, want 1", n)
-	}
-	if idx.Runs[0].Status != RunFailed || idx.Runs[1].Status != RunPending {
-		t.Errorf("index runs: %+v", idx.Runs)
-	}
-}
-
-func TestRunMatrixFailedRunContinues(t *testing.T) {
-	o, _ := fakeOptions(t, "fail-reuse-1")
-	idx, recs, err := RunMatrix(context.Background(), o)
-	if err == nil || !strings.Contains(err.Error(), "2 of 4 runs failed") {
-		t.Fatalf("err = %v", err)
-	}
-	for i, r := range idx.Runs {
-		wantOK := r.Variant == 0
-		if (r.Status == RunOK) != wantOK || (recs[i] != nil) != wantOK {
-			t.Errorf("run %d: %+v", i, r)
-		}
+	if _, err := os.Stat(o.Dir); err == nil {
+		t.Errorf("a refused matrix made %s", o.Dir)
 	}
 }
 
 func TestRunMatrixCancelled(t *testing.T) {
-	o, log := fakeOptions(t, "")
+	vs, _ := ExpandVariants(nil, []Sweep{{"net.ipv4.tcp_tw_reuse", []string{"0", "1"}}})
+	o := MatrixOptions{ID: "m1", Dir: filepath.Join(t.TempDir(), "results"), Variants: vs, Repeat: 1, Plan: shortPlan()}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	idx, _, err := RunMatrix(ctx, o)
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the cancellation", err)
 	}
-	if !idx.Interrupted {
-		t.Error("index not marked interrupted")
-	}
-	if b, _ := os.ReadFile(log); len(b) != 0 {
-		t.Errorf("children ran after cancel: %s", b)
+	if !idx.Interrupted || idx.Runs[0].Status != RunPending {
+		t.Errorf("index: interrupted %v runs %+v", idx.Interrupted, idx.Runs)
 	}
 }
 
@@ -561,7 +489,7 @@ func TestHostSysctlEndToEnd(t *testing.T) {
 			out := filepath.Join(dir, name+".json")
 			cmd := exec.Command(bin, "run", "--host-sysctl", "--sysctl", "net.ipv4.tcp_fin_timeout=17",
 				"--sysctl", "net.ipv4.tcp_tw_reuse=0", "--scenario", "client-halfclose", "--conns", "1",
-				"--duration", "60s", "--out", out)
+				"--duration", "60s", "--out", out, "--sysctl-journal", out+".sysctl-journal")
 			var errb strings.Builder
 			cmd.Stderr = &errb
 			if err := cmd.Start(); err != nil {

@@ -7,47 +7,22 @@ import (
 	"github.com/closeload/closeload/workload"
 )
 
-// fillScenarios turns the pool's counters, the target's counters and the
-// merged histograms into the record's per-scenario results and totals.
-func fillScenarios(rec *results.Run, plan *Plan, pool *workload.Pool, target *workload.Target, sink *collector.LatencySink) error {
-	start, end := pool.Window()
-	secs := end.Sub(start).Seconds()
-	rec.MeasuredSeconds = secs
-	hists := sink.Totals()
-	tot := &rec.Totals
-	for i, e := range plan.Mix.Entries {
-		c := pool.Counts(i)
-		sr := results.ScenarioResult{
-			Name: e.Scenario.String(), Weight: e.Weight,
-			Cycles: c.Cycles, Attempts: c.Attempts, LateStarts: c.LateStarts,
-			Errors:   errorsOf(c, func(k workload.ErrorClass) string { return pool.Example(i, k) }),
-			Bytes:    results.Bytes{Sent: c.Sent, Received: c.Received, Verified: c.Verified},
-			Observed: results.Observed{EOF: c.EOF, Reset: c.Reset, LostResponses: c.Lost},
-		}
-		if secs > 0 {
-			sr.Rate = float64(c.Cycles) / secs
-		}
-		phases, err := phasesOf(hists[i])
-		if err != nil {
-			return err
-		}
-		sr.Phases = phases
-		if target != nil {
-			tc := target.Counts(e.Scenario)
-			sr.Target = &results.TargetSide{
-				Accepted: tc.Attempts, Completed: tc.Cycles,
-				Errors:   errorsOf(tc, func(k workload.ErrorClass) string { return target.Example(e.Scenario, k) }),
-				Bytes:    results.Bytes{Sent: tc.Sent, Received: tc.Received},
-				Observed: results.Observed{EOF: tc.EOF, Reset: tc.Reset},
-			}
-		}
-		rec.Scenarios = append(rec.Scenarios, sr)
+// totalsOf sums a run's scenarios.
+func totalsOf(scs []results.ScenarioResult, secs float64) results.Totals {
+	var tot results.Totals
+	for _, sr := range scs {
 		tot.Cycles += sr.Cycles
 		tot.Attempts += sr.Attempts
 		tot.LateStarts += sr.LateStarts
 		tot.Bytes.Sent += sr.Bytes.Sent
 		tot.Bytes.Received += sr.Bytes.Received
 		tot.Bytes.Verified += sr.Bytes.Verified
+		for k, v := range sr.Unfinished {
+			if tot.Unfinished == nil {
+				tot.Unfinished = map[string]uint64{}
+			}
+			tot.Unfinished[k] += v
+		}
 		for k, v := range sr.Errors {
 			if tot.Errors == nil {
 				tot.Errors = map[string]results.ErrorCount{}
@@ -63,7 +38,7 @@ func fillScenarios(rec *results.Run, plan *Plan, pool *workload.Pool, target *wo
 	if secs > 0 {
 		tot.Rate = float64(tot.Cycles) / secs
 	}
-	return nil
+	return tot
 }
 
 func errorsOf(c workload.Counts, example func(workload.ErrorClass) string) map[string]results.ErrorCount {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/closeload/closeload/results"
 )
 
 func TestShardSlicesAddUp(t *testing.T) {
@@ -12,19 +14,19 @@ func TestShardSlicesAddUp(t *testing.T) {
 		var rate float64
 		var cycles uint64
 		for i := 0; i < n; i++ {
-			s := DefaultSpec()
-			s.Conns, s.Rate, s.Cycles = 20, 1001, 10007
-			s.Shard = ""
-			p, err := (func() (*Plan, error) { s.Shard = itoa(i) + "/" + itoa(n); return s.Validate() })()
-			if err != nil {
+			p := DefaultPlan()
+			p.Conns, p.Rate, p.Cycles = 20, 1001, 10007
+			p.Shard = &results.Shard{Index: i, Count: n}
+			if err := p.Validate(); err != nil {
 				t.Fatalf("shard %d/%d: %v", i, n, err)
 			}
-			if p.Shard == nil || p.Shard.Index != i || p.Shard.Count != n {
-				t.Fatalf("shard %d/%d parsed as %+v", i, n, p.Shard)
+			// A second validation (in a child) takes no second slice.
+			if err := p.Validate(); err != nil {
+				t.Fatal(err)
 			}
-			conns += p.Spec.Conns
-			rate += p.Spec.Rate
-			cycles += p.Spec.Cycles
+			conns += p.Conns
+			rate += p.Rate
+			cycles += p.Cycles
 		}
 		if conns != 20 || rate != 1001 || cycles != 10007 {
 			t.Fatalf("%d shards: conns %d rate %v cycles %d, want 20, 1001, 10007", n, conns, rate, cycles)
@@ -32,32 +34,28 @@ func TestShardSlicesAddUp(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return string(rune('0' + i)) }
-
 func TestShardBadInput(t *testing.T) {
+	for _, s := range []string{"1", "a/b", "1/x"} {
+		if _, err := ParseShard(s); !errors.Is(err, ErrShardSyntax) {
+			t.Errorf("ParseShard(%q) = %v, want ErrShardSyntax", s, err)
+		}
+	}
 	tests := []struct {
-		shard string
-		conns int
+		i, n, conns int
 	}{
-		{"1", 8}, {"2/2", 8}, {"-1/2", 8}, {"a/b", 8}, {"0/0", 8}, {"0/4", 2}, // 2 conns over 4 shards: shard 0 gets none
+		{2, 2, 8}, {-1, 2, 8}, {0, 0, 8}, {0, 4, 2}, // 2 conns over 4 shards: shard 0 gets none
 	}
 	for _, tc := range tests {
-		t.Run(tc.shard, func(t *testing.T) {
-			s := DefaultSpec()
-			s.Shard, s.Conns = tc.shard, tc.conns
-			if _, err := s.Validate(); !errors.Is(err, ErrUsage) {
-				t.Fatalf("err = %v, want a usage error", err)
-			}
-		})
+		p := DefaultPlan()
+		p.Shard, p.Conns = &results.Shard{Index: tc.i, Count: tc.n}, tc.conns
+		var fe *FieldError
+		if err := p.Validate(); !errors.As(err, &fe) || fe.Field != "Shard" {
+			t.Errorf("shard %d/%d of %d conns: %v, want the Shard field named", tc.i, tc.n, tc.conns, err)
+		}
 	}
 }
 
 func TestStartAt(t *testing.T) {
-	s := DefaultSpec()
-	s.StartAt = "yesterday"
-	if _, err := s.Validate(); !errors.Is(err, ErrUsage) {
-		t.Fatalf("err = %v", err)
-	}
 	at := time.Now().Add(300 * time.Millisecond)
 	start := time.Now()
 	if !waitStart(at, nil, func(string) {}) || time.Since(start) < 250*time.Millisecond {

@@ -3,9 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
-	"github.com/closeload/closeload/internal/binarytest"
-	"io"
-	"os"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/closeload/closeload/internal/nstest"
 	"github.com/closeload/closeload/results"
+	"github.com/closeload/closeload/sysctl"
 	"github.com/closeload/closeload/workload"
 )
 
@@ -20,7 +19,7 @@ import (
 func withLimits(t *testing.T, lim Limits) {
 	t.Helper()
 	old := limitsNow
-	limitsNow = func(bool, []string) Limits { return lim }
+	limitsNow = func(bool, []sysctl.Assignment) Limits { return lim }
 	t.Cleanup(func() { limitsNow = old })
 }
 
@@ -28,46 +27,65 @@ func withLimits(t *testing.T, lim Limits) {
 // range, 24 GiB.
 var here = Limits{Descriptors: 20000, DescriptorsHard: 20000, PortLow: 32768, PortHigh: 60999, MemAvailable: 23 << 30}
 
+func closer(c workload.Closer) *workload.Closer { return &c }
+
+func mix(t *testing.T, s string) workload.Mix {
+	t.Helper()
+	m, err := workload.ParseMix(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestValidateStorm(t *testing.T) {
 	withLimits(t, here)
 	out := filepath.Join(t.TempDir(), "r.json")
+	ext := netip.MustParseAddrPort("127.0.0.1:9")
+	storm := func(n int) *Storm { return &Storm{N: n} }
 	for _, tc := range []struct {
 		name string
-		mod  func(*Spec)
+		mod  func(*Plan)
 		want string // substring of the usage error; "" = valid
 		// check looks at a valid plan.
 		check func(*testing.T, *Plan)
 	}{
-		{"default scenario becomes client-halfclose", func(s *Spec) { s.Storm = 1000 }, "", func(t *testing.T, p *Plan) {
-			if p.Storm.Scenario != workload.ClientHalfClose || p.Storm.Closer != workload.CloserClient || p.Procs != 1 || p.Storm.N != 1000 {
+		{"default scenario becomes client-halfclose", func(p *Plan) { p.Storm = storm(1000) }, "", func(t *testing.T, p *Plan) {
+			if p.Mix.Entries[0].Scenario != workload.ClientHalfClose || *p.Storm.Closer != workload.CloserClient || p.Procs != 1 || p.Storm.Mine != 1000 {
 				t.Errorf("plan %+v procs %d", p.Storm, p.Procs)
 			}
 		}},
-		{"scenario names the closer", func(s *Spec) { s.Storm, s.Scenario = 1000, "simultaneous" }, "", func(t *testing.T, p *Plan) {
-			if p.Storm.Closer != workload.CloserBoth {
+		{"scenario names the closer", func(p *Plan) { p.Storm, p.Mix = storm(1000), mix(t, "simultaneous") }, "", func(t *testing.T, p *Plan) {
+			if *p.Storm.Closer != workload.CloserBoth {
 				t.Errorf("closer %v", p.Storm.Closer)
 			}
 		}},
-		{"closer alone picks the scenario", func(s *Spec) { s.Storm, s.Closer = 1000, "server" }, "", func(t *testing.T, p *Plan) {
-			if p.Storm.Scenario != workload.ServerHalfClose || p.Storm.Closer != workload.CloserServer {
+		{"closer alone picks the scenario", func(p *Plan) { p.Storm = &Storm{N: 1000, Closer: closer(workload.CloserServer)} }, "", func(t *testing.T, p *Plan) {
+			if p.Mix.Entries[0].Scenario != workload.ServerHalfClose || *p.Storm.Closer != workload.CloserServer {
 				t.Errorf("plan %+v", p.Storm)
 			}
 		}},
-		{"close-wait-leak from the server", func(s *Spec) { s.Storm, s.Scenario, s.Closer = 1000, "close-wait-leak", "server" }, "", nil},
-		{"closer contradicts scenario", func(s *Spec) { s.Storm, s.Scenario, s.Closer = 1000, "server-halfclose", "client" }, "--closer client contradicts --scenario server-halfclose", nil},
-		{"leak both ways", func(s *Spec) { s.Storm, s.Scenario, s.Closer = 1000, "close-wait-leak", "both" }, "--closer both", nil},
-		{"bad closer", func(s *Spec) { s.Storm, s.Closer = 1000, "peer" }, "want client, server or both", nil},
-		{"closer without storm", func(s *Spec) { s.Closer = "server" }, "--closer needs --storm", nil},
-		{"mix", func(s *Spec) { s.Storm, s.Scenario = 1000, "client-halfclose,linger0" }, "a storm plays one scenario", nil},
-		{"scenario a storm cannot play", func(s *Spec) { s.Storm, s.Scenario = 1000, "linger0" }, "a storm plays client-halfclose", nil},
-		{"server closer needs built-in target", func(s *Spec) { s.Storm, s.Scenario, s.Target = 1000, "server-halfclose", "127.0.0.1:9" }, "needs the built-in target", nil},
-		{"negative window", func(s *Spec) { s.Storm, s.StormWindow = 1000, -time.Second }, "--storm-window", nil},
-		{"bad close-at", func(s *Spec) { s.Storm, s.StormCloseAt = 1000, "tomorrow" }, "--storm-close-at", nil},
-		{"bad procs", func(s *Spec) { s.Procs = "many" }, "--procs \"many\"", nil},
-		{"hlog with storm", func(s *Spec) { s.Storm, s.Hlog = 1000, filepath.Join(filepath.Dir(out), "h.hlog") }, "--hlog", nil},
-		{"descriptors bind", func(s *Spec) { s.Storm = 250000 }, "descriptors bind", nil},
-		{"descriptors bind with too few procs", func(s *Spec) { s.Storm, s.Procs = 250000, "4" }, "use --procs 27 (or --procs auto)", nil},
-		{"auto procs", func(s *Spec) { s.Storm, s.Procs = 250000, "auto" }, "", func(t *testing.T, p *Plan) {
+		{"close-wait-leak from the server", func(p *Plan) {
+			p.Storm, p.Mix = &Storm{N: 1000, Closer: closer(workload.CloserServer)}, mix(t, "close-wait-leak")
+		}, "", nil},
+		{"closer contradicts scenario", func(p *Plan) {
+			p.Storm, p.Mix = &Storm{N: 1000, Closer: closer(workload.CloserClient)}, mix(t, "server-halfclose")
+		}, "Storm.Closer client contradicts Mix server-halfclose", nil},
+		{"leak both ways", func(p *Plan) {
+			p.Storm, p.Mix = &Storm{N: 1000, Closer: closer(workload.CloserBoth)}, mix(t, "close-wait-leak")
+		}, "Storm.Closer both", nil},
+		{"mix", func(p *Plan) { p.Storm, p.Mix = storm(1000), mix(t, "client-halfclose,linger0") }, "a storm plays one scenario", nil},
+		{"scenario a storm cannot play", func(p *Plan) { p.Storm, p.Mix = storm(1000), mix(t, "linger0") }, "a storm plays client-halfclose", nil},
+		{"server closer needs built-in target", func(p *Plan) {
+			p.Storm, p.Mix, p.Target = storm(1000), mix(t, "server-halfclose"), ext
+		}, "needs the built-in target", nil},
+		{"negative window", func(p *Plan) { p.Storm = &Storm{N: 1000, Window: -time.Second} }, "Storm.Window", nil},
+		{"duration with storm", func(p *Plan) { p.Storm, p.Duration = storm(1000), time.Second }, "Duration 1s with Storm", nil},
+		{"bad procs", func(p *Plan) { p.Procs = -5 }, "Procs -5", nil},
+		{"hlog with storm", func(p *Plan) { p.Storm, p.Hlog = storm(1000), filepath.Join(filepath.Dir(out), "h.hlog") }, "Hlog", nil},
+		{"descriptors bind", func(p *Plan) { p.Storm = storm(250000) }, "descriptors bind", nil},
+		{"descriptors bind with too few procs", func(p *Plan) { p.Storm, p.Procs = storm(250000), 4 }, "use Procs 27 (or auto)", nil},
+		{"auto procs", func(p *Plan) { p.Storm, p.Procs = storm(250000), ProcsAuto }, "", func(t *testing.T, p *Plan) {
 			if p.Procs != 27 {
 				t.Errorf("auto gave %d processes, want 27", p.Procs)
 			}
@@ -75,30 +93,36 @@ func TestValidateStorm(t *testing.T) {
 				t.Errorf("%d processes is not the fewest that fit", p.Procs)
 			}
 		}},
-		{"external target needs one descriptor each", func(s *Spec) { s.Storm, s.Procs, s.Target = 30000, "auto", "127.0.0.1:9" }, "", func(t *testing.T, p *Plan) {
+		{"external target needs one descriptor each", func(p *Plan) { p.Storm, p.Procs, p.Target = storm(30000), ProcsAuto, ext }, "", func(t *testing.T, p *Plan) {
 			if p.Procs != 2 {
 				t.Errorf("auto gave %d processes, want 2", p.Procs)
 			}
 		}},
-		{"ports bind", func(s *Spec) { s.Storm, s.Procs, s.Source = 40000, "auto", "127.0.0.2" }, "local ports bind: 1 source address(es) × 28232 ports", nil},
-		{"memory binds", func(s *Spec) { s.Storm, s.Procs = 2_000_000, "auto" }, "memory binds", nil},
-		{"shard takes its slice", func(s *Spec) { s.Storm, s.Shard = 10, "1/3" }, "", func(t *testing.T, p *Plan) {
-			if p.Storm.N != 3 || p.Storm.Total != 10 || p.Procs != 1 {
-				t.Errorf("shard 1/3 of 10: n %d total %d procs %d", p.Storm.N, p.Storm.Total, p.Procs)
+		{"ports bind", func(p *Plan) {
+			p.Storm, p.Procs, p.Sources = storm(40000), ProcsAuto, []netip.Addr{netip.MustParseAddr("127.0.0.2")}
+		}, "local ports bind: 1 source address(es) × 28232 ports", nil},
+		{"memory binds", func(p *Plan) { p.Storm, p.Procs = storm(2_000_000), ProcsAuto }, "memory binds", nil},
+		{"shard takes its slice", func(p *Plan) { p.Storm, p.Shard = storm(10), &results.Shard{Index: 1, Count: 3} }, "", func(t *testing.T, p *Plan) {
+			if p.Storm.Mine != 3 || p.Storm.N != 10 || p.Procs != 1 {
+				t.Errorf("shard 1/3 of 10: mine %d n %d procs %d", p.Storm.Mine, p.Storm.N, p.Procs)
 			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := DefaultSpec()
-			s.Out = out
-			tc.mod(&s)
-			p, err := s.Validate()
+			p := DefaultPlan()
+			p.Duration = 0
+			p.Out = out
+			tc.mod(&p)
+			if p.Storm == nil && p.Duration == 0 {
+				p.Duration = time.Second
+			}
+			err := p.Validate()
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
 				}
 				if tc.check != nil {
-					tc.check(t, p)
+					tc.check(t, &p)
 				}
 				return
 			}
@@ -109,30 +133,32 @@ func TestValidateStorm(t *testing.T) {
 	}
 }
 
-// TestStormLimitMessage pins what the refusal of the issue's goal without
-// --procs says: the binding limit, its value and how to lift it.
+// TestStormLimitMessage pins what the refusal of a 250k storm without
+// several processes says: the binding limit, its value and how to lift it.
 func TestStormLimitMessage(t *testing.T) {
 	withLimits(t, here)
-	s := DefaultSpec()
-	s.Out = filepath.Join(t.TempDir(), "r.json")
-	s.Storm = 250000
-	_, err := s.Validate()
-	for _, want := range []string{"descriptors bind", "RLIMIT_NOFILE is 20000", "--procs 27", "2 per connection with the built-in target"} {
+	p := DefaultPlan()
+	p.Duration = 0
+	p.Out = filepath.Join(t.TempDir(), "r.json")
+	p.Storm = &Storm{N: 250000}
+	err := p.Validate()
+	for _, want := range []string{"descriptors bind", "RLIMIT_NOFILE is 20000", "Procs 27", "2 per connection with the built-in target"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v: want %q in it", err, want)
 		}
 	}
 }
 
-func stormSpec(t *testing.T, n int) Spec {
-	s := DefaultSpec()
-	s.Storm = n
-	s.Hold = 300 * time.Millisecond
-	s.StormWindow = 100 * time.Millisecond
-	s.Interval = 100 * time.Millisecond
-	s.Out = filepath.Join(t.TempDir(), "storm.json")
-	s.Args = []string{"run", "--storm=2000"}
-	return s
+func stormPlan(t *testing.T, n int) Plan {
+	p := DefaultPlan()
+	p.Duration = 0
+	p.Storm = &Storm{N: n, Window: 100 * time.Millisecond}
+	p.Hold = 300 * time.Millisecond
+	p.Interval = 100 * time.Millisecond
+	p.Netns = NetnsHost // the test is in a namespace of its own already
+	p.Out = filepath.Join(t.TempDir(), "storm.json")
+	p.Args = []string{"run", "--storm=2000"}
+	return p
 }
 
 func checkStorm(t *testing.T, r *results.Run, n int) {
@@ -171,12 +197,8 @@ func checkStorm(t *testing.T, r *results.Run, n int) {
 
 func TestStormRun(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
-		s := stormSpec(t, 2000)
-		p, err := s.Validate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := Run(context.Background(), p, Output{Stdout: io.Discard, Stderr: io.Discard})
+		p := stormPlan(t, 2000)
+		r, err := Run(context.Background(), &p, Output{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,29 +213,16 @@ func TestStormRun(t *testing.T) {
 	})
 }
 
-// TestProcsRun runs `--procs 2` end to end with the real binary: two shard
-// processes share the built-in target's port; the merged record is the sum
-// of the shards, and a shard that fails is reported missing, its share
-// unaccounted.
+// TestProcsRun runs a storm as two processes end to end: two shard
+// children of this test binary (its TestMain serves them) share the
+// built-in target's port; the merged record is the sum of the shards, and
+// a shard that fails is reported missing, its share unaccounted.
 func TestProcsRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds closeload")
-	}
 	nstest.Run(t, func(t *testing.T) {
-		bin := binarytest.Closeload(t)
-		old := procsExe
-		t.Cleanup(func() { procsExe = old })
-
 		t.Run("merged", func(t *testing.T) {
-			procsExe = func() (string, error) { return bin, nil }
-			s := stormSpec(t, 2000)
-			s.Procs = "2"
-			s.Args = []string{"run", "--storm=2000", "--procs=2", "--hold=300ms", "--storm-window=100ms", "--interval=100ms"}
-			p, err := s.Validate()
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := Run(context.Background(), p, Output{Stdout: io.Discard, Stderr: io.Discard})
+			p := stormPlan(t, 2000)
+			p.Procs = 2
+			r, err := Run(context.Background(), &p, Output{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,21 +249,10 @@ func TestProcsRun(t *testing.T) {
 		})
 
 		t.Run("missing shard", func(t *testing.T) {
-			dir := t.TempDir()
-			wrapper := filepath.Join(dir, "closeload")
-			script := "#!/bin/sh\ncase \"$*\" in *--shard=1/2*) echo 'shard 1 fails on purpose' >&2; exit 1;; esac\nexec " + bin + " \"$@\"\n"
-			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			procsExe = func() (string, error) { return wrapper, nil }
-			s := stormSpec(t, 1000)
-			s.Procs = "2"
-			s.Args = []string{"run", "--storm=1000", "--procs=2", "--hold=200ms"}
-			p, err := s.Validate()
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := Run(context.Background(), p, Output{Stdout: io.Discard, Stderr: io.Discard})
+			t.Setenv(failShardEnv, "1")
+			p := stormPlan(t, 1000)
+			p.Procs = 2
+			r, err := Run(context.Background(), &p, Output{})
 			if err == nil || !strings.Contains(err.Error(), "shard 1/2") {
 				t.Errorf("error %v, want shard 1/2 named", err)
 			}
@@ -267,15 +265,9 @@ func TestProcsRun(t *testing.T) {
 			if r.Storm.Opened != 500 || r.Storm.Unaccounted != 500 || r.Config.Storm != 1000 {
 				t.Errorf("storm %+v config storm %d: want shard 0's 500 and shard 1's 500 unaccounted", r.Storm, r.Config.Storm)
 			}
+			if r.Verdict == nil || r.Verdict.Status != results.VerdictFailed || ExitCode(r, err) != ExitFailed {
+				t.Errorf("verdict %+v, exit %d: a failed shard fails the run", r.Verdict, ExitCode(r, err))
+			}
 		})
 	})
-}
-
-func TestDroppedNoteRoundTrip(t *testing.T) {
-	if got := droppedOf(droppedNote(12345)); got != 12345 {
-		t.Errorf("droppedOf(droppedNote(12345)) = %d", got)
-	}
-	if got := droppedOf("something else"); got != 0 {
-		t.Errorf("droppedOf(other) = %d", got)
-	}
 }

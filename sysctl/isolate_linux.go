@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/closeload/closeload/kernel"
 )
 
 // IsolatedEnv is set in the environment of a process re-executed by
@@ -25,15 +25,6 @@ const IsolatedEnv = "CLOSELOAD_ISOLATED"
 // the namespace it was started from (the host's).
 const isolatedFromEnv = "CLOSELOAD_ISOLATED_FROM"
 
-// netnsInode identifies the network namespace this process is in.
-func netnsInode() (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-		return 0, err
-	}
-	return st.Ino, nil
-}
-
 // ErrIsolation marks a failure to create the namespaces of an isolated run.
 var ErrIsolation = errors.New("cannot create an isolated network namespace")
 
@@ -41,22 +32,6 @@ var ErrIsolation = errors.New("cannot create an isolated network namespace")
 // context ends and it is sent SIGTERM, to write its partial record before
 // it is killed.
 const ChildStopDelay = 30 * time.Second
-
-// IsolationAttr returns the attributes that start a process in a fresh
-// network namespace: CLONE_NEWNET as root; CLONE_NEWUSER|CLONE_NEWNET with
-// the caller's uid and gid mapped to root inside otherwise, so unprivileged
-// users can compare settings too. The child dies with its parent.
-func IsolationAttr() (attr *syscall.SysProcAttr, userns bool) {
-	a := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	if os.Geteuid() != 0 {
-		a.Cloneflags |= syscall.CLONE_NEWUSER
-		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
-		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
-		a.GidMappingsEnableSetgroups = false
-		return a, true
-	}
-	return a, false
-}
 
 // IsolatedCommand re-executes the current binary with args in a fresh
 // network namespace (and user namespace when not root). stdin, stdout and
@@ -69,7 +44,7 @@ func IsolatedCommand(ctx context.Context, args []string) *exec.Cmd {
 		exe = os.Args[0]
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
-	attr, userns := IsolationAttr()
+	attr, userns := kernel.IsolationAttr()
 	cmd.SysProcAttr = attr
 	mode := "1"
 	if userns {
@@ -82,7 +57,7 @@ func IsolatedCommand(ctx context.Context, args []string) *exec.Cmd {
 		}
 	}
 	cmd.Env = append(env, IsolatedEnv+"="+mode)
-	if ino, err := netnsInode(); err == nil {
+	if ino, err := kernel.NetnsInode(); err == nil {
 		cmd.Env = append(cmd.Env, isolatedFromEnv+"="+strconv.FormatUint(ino, 10))
 	}
 	if g := hostGlobals(); g != "" {
@@ -109,7 +84,7 @@ func InIsolatedChild() (bool, string) {
 	if err != nil {
 		return false, ""
 	}
-	if own, err := netnsInode(); err != nil || own == from {
+	if own, err := kernel.NetnsInode(); err != nil || own == from {
 		return false, ""
 	}
 	if mode == "userns" {
@@ -121,32 +96,10 @@ func InIsolatedChild() (bool, string) {
 // PrepareIsolatedChild readies a fresh namespace for a run: loopback up
 // (a new namespace starts with it down).
 func PrepareIsolatedChild() error {
-	if err := LoopbackUp(); err != nil {
+	if err := kernel.LoopbackUp(); err != nil {
 		return fmt.Errorf("isolated child: bring loopback up: %w", err)
 	}
 	return nil
-}
-
-// LoopbackUp sets the loopback interface of the current network namespace
-// up; a fresh namespace starts with it down.
-func LoopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	if ifr.Uint16()&unix.IFF_UP != 0 {
-		return nil
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // ExplainStart turns a failure to start an isolated child into an error

@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/closeload/closeload/kernel"
 )
 
 // TestInIsolatedChildChecksNamespace checks that the environment mark alone
 // never makes a process count as isolated: callers apply sysctls when it
 // does, so a stray mark must not let them reach the host.
 func TestInIsolatedChildChecksNamespace(t *testing.T) {
-	own, err := netnsInode()
+	own, err := kernel.NetnsInode()
 	if err != nil {
 		t.Skipf("cannot read this process's network namespace: %v", err)
 	}

@@ -11,11 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/closeload/closeload/kernel"
 )
 
 // Sentinel errors of host mode.
@@ -26,16 +27,15 @@ var (
 	ErrJournalBoot    = errors.New("sysctl journal belongs to another boot")
 	ErrJournalNetns   = errors.New("sysctl journal belongs to another network namespace")
 	ErrChangedSince   = errors.New("sysctl changed by someone else since closeload set it")
-	ErrJournalInUse   = errors.New("the run that wrote this sysctl journal is still running")
+	ErrJournalInUse   = errors.New("a host-mode run is still running")
 )
 
 // JournalVersion is bumped when the journal format changes meaning.
 const JournalVersion = 1
 
 // DefaultJournalPath is where host mode journals old values unless told
-// otherwise: /run is cleared at boot, like the values it records, and one
-// fixed name keeps two host-mode runs from changing the host at once.
-const DefaultJournalPath = "/run/closeload/host-sysctl.json"
+// otherwise: one journal for the host, in the directory of the host lock.
+const DefaultJournalPath = DefaultHostDir + "/host-sysctl.json"
 
 // geteuid is replaced in tests that run host mode against a fake /proc.
 var geteuid = os.Geteuid
@@ -61,8 +61,8 @@ type Journal struct {
 	// values belong to it and to no other.
 	Netns string `json:"netns"`
 	PID   int    `json:"pid"`
-	// Exe is the binary of the writing process: with PID it tells whether
-	// that run is still alive (and will restore by itself).
+	// Exe is the binary of the writing process, for whoever reads the
+	// journal; whether that run is alive is told by the host lock.
 	Exe      string         `json:"exe"`
 	Created  time.Time      `json:"created"`
 	ProcRoot string         `json:"proc_root"`
@@ -71,19 +71,35 @@ type Journal struct {
 	// journal that does not match is damaged and restores nothing.
 	Checksum string `json:"checksum"`
 
-	path     string
-	mu       sync.Mutex
-	restored bool
-	stopSig  func()
+	path string
+	lock *hostLock
+	mu   sync.Mutex
+	// done is set once the values are back (or left to whoever changed
+	// them since) and the journal is gone; restoreErr is that outcome.
+	done       bool
+	restoreErr error
+	stopSig    func()
 }
 
 // Path is the journal's file.
 func (j *Journal) Path() string { return j.path }
 
+// RestoreSignals are the signals on which a host-mode run puts the host's
+// values back at once. Once a Journal listens for them they no longer end
+// the process by default, so the caller must stop its run on each of them
+// too (signal.NotifyContext(ctx, RestoreSignals()...)).
+func RestoreSignals() []os.Signal {
+	return []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+}
+
 // ApplyHost changes the host's sysctls for a host-mode run: it checks for
-// root and for a leftover journal, reads the old values, writes the journal
-// and fsyncs it, and only then applies the values (all or nothing). The
-// caller must defer j.Restore(), and should call j.RestoreOnSignal().
+// root, takes the host lock (LockPath; held until Restore, so no other
+// host-mode run of this machine can change the host meanwhile), refuses
+// while a journal an earlier run left is still to be restored, reads the
+// old values, writes the journal and fsyncs it, and only then applies the
+// values (all or nothing). The journal restores the values by itself on
+// every signal of RestoreSignals; the caller must defer j.Restore().
+// journalPath "" is DefaultJournalPath, the one journal of the host.
 func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
@@ -91,16 +107,65 @@ func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) 
 	if journalPath == "" {
 		journalPath = DefaultJournalPath
 	}
+	if abs, err := filepath.Abs(journalPath); err == nil {
+		journalPath = abs
+	}
 	if geteuid() != 0 {
-		return nil, fmt.Errorf("%w: --host-sysctl changes the whole host's settings; run as root, or drop --host-sysctl to compare settings in an isolated network namespace (no root needed)", ErrNotRoot)
+		return nil, fmt.Errorf("%w: host mode changes the whole host's settings; run as root, or compare settings in an isolated network namespace instead (no root needed)", ErrNotRoot)
 	}
-	if _, err := os.Lstat(journalPath); err == nil {
-		return nil, fmt.Errorf("%w: %s: a host-mode run is in progress or ended without restoring; run 'closeload sysctl restore %s' first", ErrJournalExists, journalPath, journalPath)
+	lock, prev, err := lockHost()
+	if err != nil {
+		if errors.Is(err, ErrHostBusy) {
+			return nil, fmt.Errorf("%w; two host-mode runs at once would interleave their changes and leave the host changed: wait for it to end, or stop it with SIGTERM (it puts its values back)", err)
+		}
+		return nil, err
 	}
+	if left := leftoverJournal(prev, journalPath); left != "" {
+		lock.unlock()
+		who := "a host-mode run"
+		if prev.PID > 0 && prev.Journal == left {
+			who = fmt.Sprintf("host-mode run pid %d", prev.PID)
+		}
+		return nil, fmt.Errorf("%w: %s: %s ended without restoring, so the host may still have its changes; run 'closeload sysctl restore %s' first", ErrJournalExists, left, who, left)
+	}
+	// Name this run in the lock file at once: a run refused meanwhile
+	// reads who holds the host. Every failure below clears it again,
+	// unless a journal was left that still has to be restored.
+	if err := lock.setHolder(hostHolder{PID: os.Getpid(), Journal: journalPath, Since: time.Now().UTC()}); err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	release := func() {
+		if leftoverJournal(hostHolder{}, journalPath) == "" {
+			_ = lock.setHolder(hostHolder{})
+		}
+		lock.unlock()
+	}
+	j, err := startJournal(procRoot, journalPath, as)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if err := Apply(procRoot, as); err != nil {
+		// Apply put back what it wrote; the journal goes only once every
+		// key reads its old value again, else it stays for a restore.
+		defer release()
+		if rerr := restoreEntries(procRoot, journalPath, j.Entries); rerr != nil {
+			return nil, fmt.Errorf("%w; afterwards: %w", err, rerr)
+		}
+		return nil, err
+	}
+	j.lock = lock
+	j.RestoreOnSignal()
+	return j, nil
+}
+
+// startJournal reads the old values and writes the journal durably.
+func startJournal(procRoot, journalPath string, as []Assignment) (*Journal, error) {
 	j := &Journal{
 		Version:  JournalVersion,
-		BootID:   bootID(procRoot),
-		Netns:    netnsID(procRoot),
+		BootID:   kernel.NewFS(procRoot).BootID(),
+		Netns:    kernel.NewFS(procRoot).NetnsID(),
 		PID:      os.Getpid(),
 		Exe:      selfExe(),
 		Created:  time.Now().UTC(),
@@ -120,56 +185,76 @@ func ApplyHost(procRoot, journalPath string, as []Assignment) (*Journal, error) 
 	if err := j.write(); err != nil {
 		return nil, err
 	}
-	if err := Apply(procRoot, as); err != nil {
-		// Apply put back what it wrote; the journal goes only once every
-		// key reads its old value again, else it stays for a restore.
-		if rerr := restoreEntries(procRoot, journalPath, j.Entries); rerr != nil {
-			return nil, fmt.Errorf("%w; afterwards: %w", err, rerr)
-		}
-		return nil, err
-	}
 	return j, nil
 }
 
-// Restore puts back the old values and removes the journal. It may be
-// called more than once (deferred, from a signal, from a panic handler);
-// only the first call acts. A key someone else changed since closeload set
-// it is left alone and named in the error (ErrChangedSince).
+// Restore puts back the old values, removes the journal and releases the
+// host lock. It may be called more than once (deferred, from a signal,
+// from a panic handler): once it has succeeded, later calls return its
+// result; after a failure (a key that could not be written) the journal
+// stays, and a later call tries again. A key someone else changed since
+// closeload set it is left alone and named in the error (ErrChangedSince).
 func (j *Journal) Restore() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.restored {
-		return nil
+	if j.done {
+		return j.restoreErr
 	}
-	j.restored = true
+	err := restoreEntries(j.ProcRoot, j.path, j.Entries)
+	if err != nil && !errors.Is(err, ErrChangedSince) {
+		return err // journal kept, and named in the lock file
+	}
+	j.done, j.restoreErr = true, err
 	if j.stopSig != nil {
 		j.stopSig()
 	}
-	return restoreEntries(j.ProcRoot, j.path, j.Entries)
+	if j.lock != nil {
+		if cerr := j.lock.setHolder(hostHolder{}); cerr != nil && err == nil {
+			err = cerr
+		}
+		j.lock.unlock()
+	}
+	return err
 }
 
-// RestoreOnSignal restores the values as soon as SIGINT, SIGTERM or SIGHUP
-// arrives, without waiting for the run to wind down; it does not end the
-// process (the caller's own signal handling does). Restore stops it.
+// RestoreOnSignal restores the values as soon as a signal of
+// RestoreSignals arrives, without waiting for the run to wind down; it
+// does not end the process (the caller's own signal handling does).
+// Until then it also keeps SIGPIPE from killing the process: a run whose
+// standard output is a closed pipe (closeload ... | head) gets EPIPE from
+// its writes and ends, and restores, like any other. ApplyHost calls it;
+// further calls do nothing. A successful Restore stops it.
 func (j *Journal) RestoreOnSignal() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.stopSig != nil || j.done {
+		return
+	}
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(ch, RestoreSignals()...)
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
 	done := make(chan struct{})
 	var once sync.Once
-	j.mu.Lock()
-	j.stopSig = func() { once.Do(func() { signal.Stop(ch); close(done) }) }
-	j.mu.Unlock()
+	j.stopSig = func() { once.Do(func() { signal.Stop(ch); signal.Stop(pipe); close(done) }) }
 	go func() {
-		select {
-		case <-ch:
-			_ = j.Restore()
-		case <-done:
+		for {
+			select {
+			case <-ch:
+				_ = j.Restore()
+				return
+			case <-pipe: // the write that raised it fails with EPIPE
+			case <-done:
+				return
+			}
 		}
 	}()
 }
 
 // RestoreJournal restores the values a journal recorded, for a run that
-// could not do it itself (kill -9, power cut of the process). It refuses,
+// could not do it itself (kill -9, power cut of the process). It takes the
+// host lock for the time of the restore, so it refuses (ErrJournalInUse)
+// while a host-mode run is alive: that run restores by itself. It refuses,
 // changing nothing, when the journal is damaged, from another boot or from
 // another network namespace.
 func RestoreJournal(path, procRoot string) error {
@@ -180,16 +265,29 @@ func RestoreJournal(path, procRoot string) error {
 	if err != nil {
 		return err
 	}
-	if cur := bootID(procRoot); j.BootID != cur {
+	if cur := kernel.NewFS(procRoot).BootID(); j.BootID != cur {
 		return fmt.Errorf("%w: %s was written during boot %s, this is boot %s: the reboot already reset these values, so nothing was restored; delete the journal", ErrJournalBoot, path, j.BootID, cur)
 	}
-	if j.PID != os.Getpid() && j.Exe != "" && exeOf(procRoot, j.PID) == j.Exe {
-		return fmt.Errorf("%w: %s (pid %d, %s) restores its values when it ends; stop it with SIGTERM rather than restoring under it", ErrJournalInUse, path, j.PID, j.Exe)
+	lock, holder, err := lockHost()
+	if err != nil {
+		if errors.Is(err, ErrHostBusy) {
+			return fmt.Errorf("%w (%s): it restores its values when it ends; stop it with SIGTERM rather than restoring under it; nothing was restored", ErrJournalInUse, holder)
+		}
+		return err
 	}
-	if cur := netnsID(procRoot); j.Netns != cur {
+	defer lock.unlock()
+	if cur := kernel.NewFS(procRoot).NetnsID(); j.Netns != cur {
 		return fmt.Errorf("%w: %s records namespace %s, this process is in %s; nothing was restored (run the restore in that namespace)", ErrJournalNetns, path, j.Netns, cur)
 	}
-	return restoreEntries(procRoot, path, j.Entries)
+	err = restoreEntries(procRoot, path, j.Entries)
+	if err == nil || errors.Is(err, ErrChangedSince) {
+		if abs, aerr := filepath.Abs(path); holder.Journal == "" || (aerr == nil && abs == holder.Journal) {
+			if cerr := lock.setHolder(hostHolder{}); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+	}
+	return err
 }
 
 // LoadJournal reads and checks a journal without acting on it.
@@ -337,28 +435,6 @@ func (j *Journal) write() error {
 	return nil
 }
 
-// bootID identifies the current boot; empty when unreadable.
-func bootID(procRoot string) string {
-	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/random/boot_id"))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// netnsID identifies the calling process's network namespace under
-// procRoot (a fake tree may hold a plain file there).
-func netnsID(procRoot string) string {
-	p := filepath.Join(procRoot, "self/ns/net")
-	if s, err := os.Readlink(p); err == nil {
-		return s
-	}
-	if b, err := os.ReadFile(p); err == nil {
-		return strings.TrimSpace(string(b))
-	}
-	return ""
-}
-
 // selfExe is this process's binary, "" when unknown.
 func selfExe() string {
 	exe, err := os.Executable()
@@ -366,13 +442,4 @@ func selfExe() string {
 		return ""
 	}
 	return exe
-}
-
-// exeOf is the binary of a live process under procRoot, "" when it is gone.
-func exeOf(procRoot string, pid int) string {
-	s, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
-	if err != nil {
-		return ""
-	}
-	return s
 }

@@ -2,6 +2,7 @@ package sysctl_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,11 +28,45 @@ import (
 // running tests: the parent test starts it, in or out of a namespace.
 const helperEnv = "CLOSELOAD_SYSCTL_HELPER"
 
+// hostDirEnv carries the host lock directory of a test to the processes
+// it starts (helpers, namespace children), so they contend for one lock
+// and never for the real /run/closeload.
+const hostDirEnv = "CLOSELOAD_SYSCTL_TEST_HOSTDIR"
+
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(helper(mode))
+	dir, made := os.Getenv(hostDirEnv), false
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "closeload-hostdir"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Setenv(hostDirEnv, dir)
+		made = true
 	}
-	os.Exit(m.Run())
+	sysctl.SetHostDir(dir)
+	code := 0
+	if mode := os.Getenv(helperEnv); mode != "" {
+		code = helper(mode)
+	} else {
+		code = m.Run()
+	}
+	if made {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// ownHostDir gives a test, and every process it starts, a host lock
+// directory of its own.
+func ownHostDir(t *testing.T) string {
+	t.Helper()
+	old := os.Getenv(hostDirEnv)
+	dir := t.TempDir()
+	t.Setenv(hostDirEnv, dir)
+	sysctl.SetHostDir(dir)
+	t.Cleanup(func() { sysctl.SetHostDir(old) })
+	return dir
 }
 
 // variant is what every isolation test applies inside its namespace.
@@ -98,8 +133,16 @@ func helper(mode string) int {
 			return 6
 		}
 		return 0
-	case "host-hold": // host mode: apply, say ready, wait for a signal
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	case "host-hold", "host-hold-int-term":
+		// host mode: apply, say ready, wait for a signal. host-hold stops
+		// on every signal of RestoreSignals, as a run should;
+		// host-hold-int-term only on SIGINT and SIGTERM, so that another
+		// signal is left to the journal's own handler.
+		sigs := sysctl.RestoreSignals()
+		if mode == "host-hold-int-term" {
+			sigs = []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 		defer stop()
 		j, err := sysctl.ApplyHost("", os.Getenv("JOURNAL"), variant)
 		if err != nil {
@@ -107,9 +150,13 @@ func helper(mode string) int {
 			return 7
 		}
 		defer j.Restore()
-		j.RestoreOnSignal()
 		fmt.Println("ready")
 		<-ctx.Done()
+		// A run prints its summary before it restores; when its
+		// standard output is a closed pipe, this write must fail, not
+		// kill the process.
+		_, werr := fmt.Println("stopping")
+		fmt.Fprintln(os.Stderr, "stdout write:", werr)
 		if err := j.Restore(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 8
@@ -345,40 +392,70 @@ func TestApplyRollbackChanged(t *testing.T) {
 	})
 }
 
-// startHostHold starts a host-mode helper in the test's namespace and waits
-// until it has applied the variant.
-func startHostHold(t *testing.T, journal string) *exec.Cmd {
+// hostProc is a host-mode helper process in the test's namespace.
+type hostProc struct {
+	cmd    *exec.Cmd
+	line   chan string // its first line of output: "ready", or "" when it ended first
+	stdout io.ReadCloser
+	stderr bytes.Buffer
+}
+
+// startHost starts a host-mode helper (mode host-hold or
+// host-hold-int-term) journaling in journal, without waiting for it.
+func startHost(t *testing.T, mode, journal string) *hostProc {
 	t.Helper()
 	self, _ := os.Executable()
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), helperEnv+"=host-hold", "JOURNAL="+journal)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
+	p := &hostProc{cmd: exec.Command(self), line: make(chan string, 1)}
+	p.cmd.Env = append(os.Environ(), helperEnv+"="+mode, "JOURNAL="+journal)
+	p.cmd.Stderr = &p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	p.stdout = stdout
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- s
-		io.Copy(io.Discard, stdout)
+		p.line <- strings.TrimSpace(s)
 	}()
-	select {
-	case s := <-line:
-		if strings.TrimSpace(s) != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("host-mode helper said %q", s)
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
 		}
+	})
+	return p
+}
+
+// ready waits until the helper has applied the variant (true) or ended
+// without applying it (false; its stderr says why).
+func (p *hostProc) ready(t *testing.T) bool {
+	t.Helper()
+	select {
+	case s := <-p.line:
+		if s == "ready" {
+			return true
+		}
+		p.cmd.Wait()
+		return false
 	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("host-mode helper did not get ready")
+		t.Fatal("host-mode helper neither got ready nor ended")
+		return false
 	}
-	return cmd
+}
+
+// startHostHold starts a host-mode helper and waits until it has applied
+// the variant.
+func startHostHold(t *testing.T, journal string) *exec.Cmd {
+	t.Helper()
+	p := startHost(t, "host-hold", journal)
+	if !p.ready(t) {
+		t.Fatalf("host-mode helper did not apply: %v\n%s", p.cmd.ProcessState, p.stderr.String())
+	}
+	return p.cmd
 }
 
 func checkApplied(t *testing.T, want bool, before map[string]string) {
@@ -397,27 +474,144 @@ func checkApplied(t *testing.T, want bool, before map[string]string) {
 	}
 }
 
-// TestHostModeSIGTERM runs host mode in a namespace the test made (never on
-// the real host): SIGTERM restores every value and removes the journal.
-func TestHostModeSIGTERM(t *testing.T) {
+// TestHostModeSignals runs host mode in a namespace the test made (never
+// on the real host): each signal a run stops on restores every value and
+// removes the journal.
+func TestHostModeSignals(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("host mode needs root (in the user namespace too: here uid is not 0)")
 		}
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
+			t.Run(sig.String(), func(t *testing.T) {
+				ownHostDir(t)
+				journal := filepath.Join(t.TempDir(), "host-sysctl.json")
+				before := sysctl.Snapshot("")
+				cmd := startHostHold(t, journal)
+				checkApplied(t, true, before)
+				if _, err := os.Stat(journal); err != nil {
+					t.Errorf("no journal while applied: %v", err)
+				}
+				cmd.Process.Signal(sig)
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("helper after %v: %v", sig, err)
+				}
+				checkApplied(t, false, before)
+				if _, err := os.Stat(journal); err == nil {
+					t.Error("journal left after restore")
+				}
+			})
+		}
+	})
+}
+
+// TestHostModeSIGHUPUnhandled sends SIGHUP to a host-mode process that
+// itself stops only on SIGINT and SIGTERM: the journal's handler restores
+// the values while the process lives on.
+func TestHostModeSIGHUPUnhandled(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("host mode needs root")
+		}
+		ownHostDir(t)
 		journal := filepath.Join(t.TempDir(), "host-sysctl.json")
 		before := sysctl.Snapshot("")
-		cmd := startHostHold(t, journal)
-		checkApplied(t, true, before)
-		if _, err := os.Stat(journal); err != nil {
-			t.Errorf("no journal while applied: %v", err)
+		p := startHost(t, "host-hold-int-term", journal)
+		if !p.ready(t) {
+			t.Fatalf("helper did not apply: %s", p.stderr.String())
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("helper after SIGTERM: %v", err)
+		checkApplied(t, true, before)
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		deadline := time.Now().Add(20 * time.Second)
+		for !maps.Equal(before, sysctl.Snapshot("")) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		checkApplied(t, false, before)
+		// Still alive: it ends on SIGTERM with its own exit status, not
+		// killed by the SIGHUP.
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("helper after SIGTERM: %v\n%s", err, p.stderr.String())
+		}
+		if _, err := os.Stat(journal); err == nil {
+			t.Error("journal left after restore")
+		}
+	})
+}
+
+// TestHostModeBrokenStdout closes the reading end of a host-mode
+// process's standard output (as "closeload ... | head -1" does) and stops
+// it: its next write fails with EPIPE instead of SIGPIPE killing it before
+// it restores, and the values come back.
+func TestHostModeBrokenStdout(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("host mode needs root")
+		}
+		ownHostDir(t)
+		journal := filepath.Join(t.TempDir(), "host-sysctl.json")
+		before := sysctl.Snapshot("")
+		p := startHost(t, "host-hold", journal)
+		if !p.ready(t) {
+			t.Fatalf("helper did not apply: %s", p.stderr.String())
+		}
+		p.stdout.Close()
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		err := p.cmd.Wait()
+		if err != nil {
+			t.Errorf("helper with a closed stdout: %v\n%s", err, p.stderr.String())
+		}
+		if !strings.Contains(p.stderr.String(), "broken pipe") {
+			t.Errorf("the write to a closed stdout did not fail with EPIPE: %s", p.stderr.String())
 		}
 		checkApplied(t, false, before)
 		if _, err := os.Stat(journal); err == nil {
 			t.Error("journal left after restore")
+		}
+	})
+}
+
+// TestHostModeConcurrent starts two host-mode processes at once with
+// different journals (as two runs with different records would have): only
+// one changes the namespace's values; the other is refused, names the
+// first's pid, and writes no journal. After the first ends, the values are
+// the original ones.
+func TestHostModeConcurrent(t *testing.T) {
+	nstest.Run(t, func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("host mode needs root")
+		}
+		hostDir := ownHostDir(t)
+		dir := t.TempDir()
+		before := sysctl.Snapshot("")
+		a := startHost(t, "host-hold", filepath.Join(dir, "a.json.sysctl-journal"))
+		b := startHost(t, "host-hold", filepath.Join(dir, "b.json.sysctl-journal"))
+		readyA, readyB := a.ready(t), b.ready(t)
+		if readyA == readyB {
+			t.Fatalf("both or neither applied (a %v, b %v):\n%s\n%s", readyA, readyB, a.stderr.String(), b.stderr.String())
+		}
+		winner, loser, loserJournal := a, b, "b.json.sysctl-journal"
+		if readyB {
+			winner, loser, loserJournal = b, a, "a.json.sysctl-journal"
+		}
+		msg := loser.stderr.String()
+		if !strings.Contains(msg, sysctl.ErrHostBusy.Error()) || !strings.Contains(msg, fmt.Sprintf("pid %d", winner.cmd.Process.Pid)) {
+			t.Errorf("refused run says %q, want ErrHostBusy naming pid %d", msg, winner.cmd.Process.Pid)
+		}
+		if _, err := os.Stat(filepath.Join(dir, loserJournal)); err == nil {
+			t.Error("refused run wrote a journal")
+		}
+		checkApplied(t, true, before)
+		winner.cmd.Process.Signal(syscall.SIGTERM)
+		if err := winner.cmd.Wait(); err != nil {
+			t.Fatalf("winner after SIGTERM: %v\n%s", err, winner.stderr.String())
+		}
+		checkApplied(t, false, before)
+		if names, _ := os.ReadDir(dir); len(names) != 0 {
+			t.Errorf("journals left: %v", names)
+		}
+		if names, _ := os.ReadDir(hostDir); len(names) != 0 {
+			t.Errorf("host lock directory left with %v", names)
 		}
 	})
 }
@@ -429,6 +623,7 @@ func TestHostModeKill9(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("host mode needs root")
 		}
+		ownHostDir(t)
 		journal := filepath.Join(t.TempDir(), "host-sysctl.json")
 		before := sysctl.Snapshot("")
 		cmd := startHostHold(t, journal)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/closeload/closeload/kernel"
 )
 
 // DefaultProcRoot is where /proc is mounted; tests pass a fake tree instead.
@@ -19,19 +21,14 @@ var (
 	ErrRefused = errors.New("kernel refused the value")
 )
 
-// keyPath turns a dotted name into its path below the /proc root. Names are
-// checked (CheckName) before they get here; the Clean is a second guard.
+// keyPath turns a dotted name into its path below the /proc root.
 func keyPath(name string) string {
-	return filepath.Join("sys", filepath.Clean("/" + strings.ReplaceAll(name, ".", "/"))[1:])
+	rel, _ := filepath.Rel(kernel.DefaultRoot, kernel.NewFS("").SysctlPath(name))
+	return rel
 }
 
 // File is the absolute path of a key under procRoot ("" means /proc).
-func File(procRoot, name string) string {
-	if procRoot == "" {
-		procRoot = DefaultProcRoot
-	}
-	return filepath.Join(procRoot, keyPath(name))
-}
+func File(procRoot, name string) string { return kernel.NewFS(procRoot).SysctlPath(name) }
 
 // normalize joins a value's fields with single spaces, as Snapshot and
 // Assignment values are compared.
@@ -39,14 +36,14 @@ func normalize(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Read returns a key's current value, whitespace normalised.
 func Read(procRoot, name string) (string, error) {
-	b, err := os.ReadFile(File(procRoot, name))
+	v, err := kernel.NewFS(procRoot).Sysctl(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("%w: %s (%s)", ErrNotHere, name, notHereWhy(name))
 		}
 		return "", fmt.Errorf("read %s: %w", name, err)
 	}
-	return normalize(string(b)), nil
+	return v, nil
 }
 
 func notHereWhy(name string) string {
@@ -134,18 +131,9 @@ func SnapshotWith(procRoot string, as []Assignment) map[string]string {
 // (clamps, truncates) is reported, since the run would not measure what the
 // user asked for.
 func write(procRoot, name, value string) error {
-	path := File(procRoot, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: %s (%s)", ErrNotHere, name, notHereWhy(name))
-		}
-		return fmt.Errorf("set %s: %w", name, err)
-	}
-	_, werr := f.WriteString(value + "\n")
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
+	werr := kernel.NewFS(procRoot).WriteSysctl(name, value)
+	if errors.Is(werr, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s (%s)", ErrNotHere, name, notHereWhy(name))
 	}
 	if werr != nil {
 		if errors.Is(werr, syscall.EINVAL) {

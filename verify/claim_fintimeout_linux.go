@@ -3,11 +3,12 @@ package verify
 import (
 	"context"
 	"fmt"
-	"github.com/closeload/closeload/internal/ctxtime"
 	"math"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/closeload/closeload/internal/ctxtime"
 )
 
 // userHZ is the clock-tick rate of /proc/net/tcp's "tm->when" column

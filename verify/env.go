@@ -2,14 +2,14 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/kernel"
 	"github.com/closeload/closeload/sysctl"
 )
 
@@ -54,10 +54,11 @@ func (e *Env) Get(key string) (string, error) { return sysctl.Read(e.procRoot(),
 // Sockets returns every TCP socket of this namespace (IPv4 and IPv6 rows).
 func (e *Env) Sockets() ([]Socket, error) {
 	var all []Socket
-	for _, name := range []string{"tcp", "tcp6"} {
-		f, err := os.Open(filepath.Join(e.procRoot(), "net", name))
+	fs := kernel.NewFS(e.procRoot())
+	for _, ipv6 := range []bool{false, true} {
+		f, err := fs.NetTCP(ipv6)
 		if err != nil {
-			if name == "tcp6" && os.IsNotExist(err) {
+			if ipv6 && errors.Is(err, kernel.ErrNotExist) {
 				continue // kernel without IPv6
 			}
 			return nil, err

@@ -105,3 +105,7 @@ func mdCell(s string) string {
 	s = strings.ReplaceAll(s, "|", `\|`)
 	return strings.ReplaceAll(s, "\n", " ")
 }
+
+func roundTo(v, step float64) float64 {
+	return float64(int64(v/step+0.5)) * step
+}

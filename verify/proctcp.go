@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/closeload/closeload/collector"
+	"github.com/closeload/closeload/kernel"
 )
 
 // This file reads single rows of /proc/net/tcp{,6}: the per-socket details
@@ -54,8 +55,16 @@ type Socket struct {
 	Inode uint64 `json:"inode"`
 }
 
-// Orphaned reports whether no file descriptor holds the socket.
-func (s Socket) Orphaned() bool { return s.Inode == 0 && s.State != "LISTEN" }
+// Orphaned reports whether the socket is an orphan: closed by its owner,
+// finished by the kernel alone.
+func (s Socket) Orphaned() bool {
+	for n, name := range collector.StateNames {
+		if name == s.State {
+			return kernel.Orphaned(uint8(n), s.Inode != 0)
+		}
+	}
+	return false
+}
 
 // ParseProcNetTCP parses the text of /proc/net/tcp or /proc/net/tcp6.
 func ParseProcNetTCP(r io.Reader) ([]Socket, error) {

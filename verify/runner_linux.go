@@ -173,7 +173,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
-func roundTo(v, step float64) float64 {
-	return float64(int64(v/step+0.5)) * step
-}

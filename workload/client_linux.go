@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/closeload/closeload/collector"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,22 @@ type worker struct {
 	deadline atomic.Int64
 	gen      atomic.Uint64
 	timedOut atomic.Bool
+	// phase is what the connection in progress waits for (phaseOf a
+	// StopPhase, phaseIdle between connections), one store per change;
+	// stopped is set by the forced stop to the phase it found, so the
+	// worker counts the connection unfinished in it.
+	phase   atomic.Uint32
+	stopped atomic.Uint32
+	// refusedSince (now() clock) is the first refusal of the worker's
+	// current run of refusals, 0 when its last connection did not end
+	// refused; recoveredAt is when a completed connection last ended such
+	// a run. The monitor reads both to date outages.
+	refusedSince atomic.Int64
+	recoveredAt  atomic.Int64
+	// faultRun counts faults in a row; pause is the last backoff. The
+	// worker's own, plain fields.
+	faultRun int
+	pause    time.Duration
 	// o is the connection in progress; a field so that it is not allocated
 	// per connection (it would escape through the scenario's function value).
 	o outcome
@@ -45,11 +62,19 @@ type outcome struct {
 	reset    bool // a reset the scenario expects
 	lost     bool // the response did not arrive whole (unread-close)
 	err      error
+	// unfinished is phaseOf the phase a stop ended the connection in, or
+	// phaseIdle when it ended by itself.
+	unfinished uint32
 }
 
+// noClass is what cycle returns for a connection that ended without error.
+const noClass ErrorClass = -1
+
 // cycle makes one connection of scenario mix[i], intended to start at
-// intended (now() clock; equal to the actual start in closed loop).
-func (w *worker) cycle(i int, intended int64) {
+// intended (now() clock; equal to the actual start in closed loop). It
+// returns the connection's error class, noClass when it completed or was
+// left unfinished by the stop.
+func (w *worker) cycle(i int, intended int64) ErrorClass {
 	p := w.pool
 	c := &w.c[i]
 	c.attempts.Add(1)
@@ -59,31 +84,41 @@ func (w *worker) cycle(i int, intended int64) {
 	start := now()
 	w.gen.Add(1)
 	w.deadline.Store(start + int64(p.cfg.Timeout))
+	w.phase.Store(phaseOf(StopConnect))
 	fd, err := w.dial(i)
 	connected := now()
 	if err != nil {
 		o.err = err
 	} else {
 		o.t[collector.PhaseConnect] = connected - start
+		w.phase.Store(phaseOf(StopFirstByte))
 		p.client[p.cfg.Mix.Entries[i].Scenario](w, fd, o, connected)
 	}
 	w.curFD.Store(-1)
 	w.deadline.Store(0)
+	w.phase.Store(phaseIdle)
+	if ph := w.stopped.Swap(phaseIdle); ph != phaseIdle {
+		// Shut down by the forced stop: whatever the half saw after that
+		// is not the scenario's doing; the connection is unfinished.
+		o.unfinished = ph
+	}
 	if w.timedOut.Load() {
 		// The watchdog shut the connection down: whatever the half saw
 		// after that (EOF, a reset) is a timeout.
 		w.timedOut.Store(false)
-		o.err, o.eof, o.reset = unix.ETIMEDOUT, false, false
+		if o.unfinished == phaseIdle {
+			o.err, o.eof, o.reset = unix.ETIMEDOUT, false, false
+		}
+	}
+	if o.unfinished != phaseIdle {
+		o.err, o.eof, o.reset, o.lost = nil, false, false, false
 	}
 	end := now()
 	o.t[collector.PhaseTotal] = end - intended
+	cl := noClass
 	if o.err != nil {
-		p.examples[i].note(Classify(o.err), o.err)
-	}
-	if p.forced.Load() {
-		// Shut down by a forced stop: not the scenario's doing, not counted.
-		c.attempts.Add(^uint64(0))
-		return
+		cl = Classify(o.err)
+		p.examples[i].note(cl, o.err)
 	}
 	// A connection that ends in the warm-up counts (live figures show it)
 	// but is noted as warm-up and never recorded: measured figures are the
@@ -91,10 +126,39 @@ func (w *worker) cycle(i int, intended int64) {
 	if end < p.warmupEnd {
 		w.count(warm, o, true)
 		w.count(c, o, false)
-		return
+		return cl
 	}
 	if w.count(c, o, false) {
 		w.rec.Record(i, &o.t)
+	}
+	return cl
+}
+
+// backOff paces a worker meeting faults: after backoffAfter in a row it
+// pauses, doubling from backoffMin to backoffMax, so that a loop whose
+// every connect fails at once (no port, no descriptor, a target resetting
+// or refusing everything) does not spin; a completed connection ends the
+// run of faults. It also dates the worker's runs of refusals for outages.
+func (w *worker) backOff(cl ErrorClass) {
+	if cl == noClass {
+		if w.faultRun > 0 {
+			w.faultRun, w.pause = 0, 0
+			if w.refusedSince.Load() != 0 {
+				w.recoveredAt.Store(now())
+				w.refusedSince.Store(0)
+			}
+		}
+		return
+	}
+	if !isFault(cl) {
+		return
+	}
+	if cl == ErrRefused && w.refusedSince.Load() == 0 {
+		w.refusedSince.Store(now())
+	}
+	w.faultRun++
+	if w.pause = nextBackoff(w.faultRun, w.pause); w.pause > 0 && !w.pool.stop.Load() {
+		time.Sleep(w.pause)
 	}
 }
 
@@ -103,6 +167,10 @@ func (w *worker) cycle(i int, intended int64) {
 func (w *worker) count(c *sideCounters, o *outcome, warm bool) bool {
 	if warm {
 		c.attempts.Add(1)
+	}
+	if o.unfinished != phaseIdle {
+		c.unfinished[o.unfinished-1].Add(1)
+		return false
 	}
 	if o.sent > 0 {
 		c.sent.Add(o.sent)
@@ -165,6 +233,7 @@ func (w *worker) readToEOF(fd int, o *outcome, connected int64) error {
 		}
 		if o.received == 0 {
 			o.t[collector.PhaseFirstByte] = now() - connected
+			w.phase.Store(phaseOf(StopDrain))
 		}
 		o.received += uint64(n)
 	}
@@ -225,6 +294,7 @@ func clientHalfCloseClient(w *worker, fd int, o *outcome, connected int64) {
 	if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
 		return
 	}
+	w.phase.Store(phaseOf(StopDrain))
 	fin := now()
 	if o.err = w.readToEOF(fd, o, connected); o.err == nil {
 		o.t[collector.PhaseDrain] = now() - fin
@@ -270,13 +340,19 @@ func unreadCloseClient(w *worker, fd int, o *outcome, connected int64) {
 	if err == nil {
 		err = w.readToEOF(fd, o, connected)
 	}
-	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
+	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ENOTCONN) {
 		o.reset = true
 		err = nil
 	}
 	o.err = err
-	if o.err == nil && int(o.received) < w.pool.cfg.ResponseSize {
-		o.lost = true
+	switch {
+	case o.err != nil:
+	case w.pool.cfg.ResponseSize > 0:
+		o.lost = int(o.received) < w.pool.cfg.ResponseSize
+	default:
+		// A response of unknown length (an external target) arrived
+		// whole only if its EOF did: a reset first cut it short.
+		o.lost = !o.eof
 	}
 }
 
@@ -298,7 +374,11 @@ func closeWaitLeakClient(w *worker, fd int, o *outcome, connected int64) {
 		return
 	}
 	w.curFD.Store(-1)
-	w.pool.clientHolder.add(heldConn{fd: fd, deadline: now() + int64(w.pool.cfg.Hold)})
+	w.phase.Store(phaseOf(StopHeld))
+	if !w.pool.clientHolder.add(heldConn{fd: fd, deadline: now() + int64(w.pool.cfg.Hold)}) {
+		// The run stopped while the holder was full: never held.
+		o.unfinished = phaseOf(StopHeld)
+	}
 }
 
 // stream --request-size bytes while reading the echo; CloseWrite; read to
@@ -315,6 +395,7 @@ func streamEchoClient(w *worker, fd int, o *outcome, connected int64) {
 			if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
 				return
 			}
+			w.phase.Store(phaseOf(StopDrain))
 			fin, shut = now(), true
 		}
 		ev := int16(unix.POLLIN)

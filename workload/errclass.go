@@ -39,14 +39,16 @@ var ErrMismatch = errors.New("echoed data differs from what was sent")
 var ErrShortRead = errors.New("peer closed before sending the whole response")
 
 // Classify maps an error to its class. EADDRINUSE joins EADDRNOTAVAIL: both
-// mean no local address/port pair was free.
+// mean no local address/port pair was free; ENOTCONN joins ECONNRESET.
 func Classify(err error) ErrorClass {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		switch errno {
 		case syscall.ECONNREFUSED:
 			return ErrRefused
-		case syscall.ECONNRESET, syscall.ECONNABORTED:
+		case syscall.ECONNRESET, syscall.ECONNABORTED, syscall.ENOTCONN:
+			// shutdown() after the peer's reset returns ENOTCONN: the
+			// connection is gone for the same reason.
 			return ErrReset
 		case syscall.ETIMEDOUT, syscall.EAGAIN, syscall.EINPROGRESS:
 			return ErrTimeout

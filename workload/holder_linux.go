@@ -18,6 +18,10 @@ type holder struct {
 	capacity int
 	stopped  bool
 	done     chan struct{}
+	// waits and waited count the adds that found the holder full and the
+	// time they waited (now() clock units).
+	waits  uint64
+	waited int64
 	// onClose runs after a held descriptor is closed (counters).
 	onClose func(heldConn)
 }
@@ -40,8 +44,13 @@ func newHolder(capacity int, onClose func(heldConn)) *holder {
 // fd, when the holder has stopped.
 func (h *holder) add(c heldConn) bool {
 	h.mu.Lock()
-	for len(h.queue)-h.head >= h.capacity && !h.stopped {
-		h.cond.Wait()
+	if len(h.queue)-h.head >= h.capacity && !h.stopped {
+		t0 := now()
+		for len(h.queue)-h.head >= h.capacity && !h.stopped {
+			h.cond.Wait()
+		}
+		h.waits++
+		h.waited += now() - t0
 	}
 	if h.stopped {
 		h.mu.Unlock()
@@ -62,6 +71,13 @@ func (h *holder) held() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.queue) - h.head
+}
+
+// holdWaits returns how often and how long adds waited for room.
+func (h *holder) holdWaits() HoldWaits {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return HoldWaits{Count: h.waits, Total: time.Duration(h.waited)}
 }
 
 func (h *holder) loop() {

@@ -2,10 +2,12 @@ package workload
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParseMix(t *testing.T) {
@@ -127,6 +129,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{syscall.ECONNREFUSED, ErrRefused},
 		{syscall.ECONNRESET, ErrReset},
+		{syscall.ENOTCONN, ErrReset},
 		{syscall.EAGAIN, ErrTimeout},
 		{syscall.ETIMEDOUT, ErrTimeout},
 		{syscall.EADDRNOTAVAIL, ErrAddrNotAvailable},
@@ -191,4 +194,69 @@ func FuzzParseMix(f *testing.F) {
 			_ = m.At(12345)
 		}
 	})
+}
+
+func TestParseOnRefused(t *testing.T) {
+	tests := []struct {
+		in   string
+		want OnRefused
+		ok   bool
+	}{
+		{"", RefusedStop, true},
+		{"stop", RefusedStop, true},
+		{"continue", RefusedContinue, true},
+		{"ignore", 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseOnRefused(tc.in)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("ParseOnRefused(%q) = %v, %v", tc.in, got, err)
+			}
+			if err == nil && tc.in != "" && got.String() != tc.in {
+				t.Errorf("String() = %q, want %q", got.String(), tc.in)
+			}
+		})
+	}
+}
+
+func TestUnfinishedMap(t *testing.T) {
+	if m := UnfinishedMap([NumStopPhases]uint64{}); m != nil {
+		t.Errorf("no unfinished connections gave %v, want nil", m)
+	}
+	var u [NumStopPhases]uint64
+	u[StopDrain], u[StopHeld] = 3, 1
+	m := UnfinishedMap(u)
+	if len(m) != 2 || m["drain"] != 3 || m["held"] != 1 {
+		t.Errorf("UnfinishedMap = %v", m)
+	}
+}
+
+func TestFaultErrorIsUnrecoverable(t *testing.T) {
+	err := fmt.Errorf("run: %w", &FaultError{Class: ErrAddrNotAvailable, Count: 7, Stalled: 2 * time.Second, Example: "cannot assign requested address"})
+	var fe *FaultError
+	if !errors.Is(err, ErrUnrecoverable) || !errors.As(err, &fe) || fe.Class != ErrAddrNotAvailable {
+		t.Fatalf("%v: not an unrecoverable addr-not-available fault", err)
+	}
+	for _, want := range []string{"addr-not-available", "7 connections", "2s", "cannot assign"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	var d time.Duration
+	for n := 1; n < 40; n++ {
+		d = nextBackoff(n, d)
+		switch {
+		case n < backoffAfter && d != 0:
+			t.Fatalf("pause %v after %d faults, want none before %d", d, n, backoffAfter)
+		case n >= backoffAfter && (d < backoffMin || d > backoffMax):
+			t.Fatalf("pause %v after %d faults, want %v..%v", d, n, backoffMin, backoffMax)
+		}
+	}
+	if d != backoffMax {
+		t.Errorf("pause after many faults %v, want %v", d, backoffMax)
+	}
 }

@@ -15,33 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Arrival is how an open loop spaces connections.
-type Arrival int
-
-// The arrival processes of the open loop.
-const (
-	ArrivalConstant Arrival = iota
-	ArrivalPoisson
-)
-
-// ParseArrival parses --arrival.
-func ParseArrival(s string) (Arrival, error) {
-	switch s {
-	case "constant", "":
-		return ArrivalConstant, nil
-	case "poisson":
-		return ArrivalPoisson, nil
-	}
-	return 0, fmt.Errorf("unknown arrival %q: want constant or poisson", s)
-}
-
-func (a Arrival) String() string {
-	if a == ArrivalPoisson {
-		return "poisson"
-	}
-	return "constant"
-}
-
 // Config is what the pool needs; runner fills it from flags.
 type Config struct {
 	Mix Mix
@@ -72,6 +45,14 @@ type Config struct {
 	Grace   time.Duration
 	MaxHeld int
 	Seed    uint64
+	// StallTimeout is how long the run may go without a completed
+	// connection while faults (refused, reset, addr-not-available,
+	// too-many-files) go on before it stops with a FaultError; zero is
+	// DefaultStallTimeout, negative never stops.
+	StallTimeout time.Duration
+	// OnRefused says whether refusals are such a fault (stop, the default)
+	// or are ridden out and recorded as outages (continue).
+	OnRefused OnRefused
 }
 
 // ErrConfig is wrapped by every pool configuration error.
@@ -87,13 +68,19 @@ type Pool struct {
 	pattern      []byte
 	clientHolder *holder
 	examples     []errorExamples // per mix entry
+	holderCap    int
 	stop         atomic.Bool
-	forced       atomic.Bool
+	faulted      chan struct{} // closed when fault is set
+	abort        chan struct{} // closed by Abort
+	abortOnce    sync.Once
+	fault        *FaultError
 	mu           sync.Mutex
 	warmupEnd    int64 // now() clock; connections ending before it are warm-up
 	start        time.Time
 	measureStart time.Time
-	end          time.Time
+	stopAt       time.Time // when the stop was asked, or the work ran out
+	end          time.Time // when the last worker ended
+	outages      []Outage
 	heldClosed   []atomic.Uint64
 }
 
@@ -117,7 +104,10 @@ func NewPool(cfg Config, sink *collector.LatencySink) (*Pool, error) {
 	if cfg.MaxHeld == 0 {
 		cfg.MaxHeld = defaultMaxHeld()
 	}
-	p := &Pool{cfg: cfg, sink: sink, client: clientHalves, pattern: makePattern()}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	p := &Pool{cfg: cfg, sink: sink, client: clientHalves, pattern: makePattern(), faulted: make(chan struct{}), abort: make(chan struct{})}
 	p.request = cfg.Request
 	if p.request == nil {
 		p.request = makeResponse(cfg.RequestSize)
@@ -145,7 +135,8 @@ func NewPool(cfg Config, sink *collector.LatencySink) (*Pool, error) {
 		p.workers = append(p.workers, w)
 	}
 	if cfg.Mix.Has(CloseWaitLeak) {
-		p.clientHolder = newHolder(cfg.MaxHeld, func(c heldConn) {})
+		p.holderCap = holderCapacity(cfg.MaxHeld, cfg.Conns)
+		p.clientHolder = newHolder(p.holderCap, func(c heldConn) {})
 	}
 	return p, nil
 }
@@ -157,16 +148,30 @@ func familyName(f int) string {
 	return "IPv4"
 }
 
-// Run runs the workload until Duration, Cycles or ctx ends it. After ctx is
-// cancelled no connection starts; those in flight get Grace to finish.
+// Run runs the workload until Duration, Cycles or ctx ends it, or a fault
+// does (a *FaultError wrapping ErrUnrecoverable). After the stop no
+// connection starts; those in flight get Grace to finish, and those still
+// in flight then are counted unfinished with the phase they were in.
 func (p *Pool) Run(ctx context.Context) error {
-	defer reserveProcs(len(p.workers))()
 	p.start = time.Now()
 	t0 := now()
 	p.mu.Lock()
 	p.measureStart = p.start.Add(p.cfg.Warmup)
 	p.warmupEnd = t0 + int64(p.cfg.Warmup)
 	p.mu.Unlock()
+	release, err := claimFDs(len(p.workers)+p.holderCap,
+		fmt.Sprintf("%d workers and a holder of %d connections", len(p.workers), p.holderCap))
+	if err != nil {
+		p.mu.Lock()
+		p.stopAt, p.end = p.start, p.start
+		p.mu.Unlock()
+		if p.clientHolder != nil {
+			p.clientHolder.stop()
+		}
+		return err
+	}
+	defer release()
+	defer reserveProcs(len(p.workers))()
 	var wg sync.WaitGroup
 	for _, w := range p.workers {
 		wg.Add(1)
@@ -184,6 +189,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	go p.watchdog(done)
+	go p.monitor(done)
 
 	var deadline <-chan time.Time
 	if p.cfg.Duration > 0 {
@@ -191,33 +197,37 @@ func (p *Pool) Run(ctx context.Context) error {
 		defer t.Stop()
 		deadline = t.C
 	}
-	var err error
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-deadline:
-			p.stop.Store(true)
-			break wait
-		case <-ctx.Done():
-			p.stop.Store(true)
-			err = ctx.Err()
-			break wait
-		}
+	select {
+	case <-done:
+	case <-deadline:
+	case <-p.faulted:
+		err = p.fault
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
+	p.stop.Store(true)
+	p.mu.Lock()
+	p.stopAt = time.Now()
+	p.mu.Unlock()
 	if p.clientHolder != nil {
 		// The run is over: held connections close now rather than at the
 		// end of their hold, and workers waiting for room are released.
 		p.clientHolder.stop()
 	}
+	grace := time.NewTimer(p.cfg.Grace)
+	defer grace.Stop()
 	select {
 	case <-done:
-	case <-time.After(p.cfg.Grace):
+	case <-grace.C:
+		p.forceStop()
+		<-done
+	case <-p.abort:
 		p.forceStop()
 		<-done
 	}
+	p.mu.Lock()
 	p.end = time.Now()
+	p.mu.Unlock()
 	if p.clientHolder != nil {
 		p.clientHolder.stop()
 	}
@@ -226,6 +236,12 @@ wait:
 
 // Stop asks the pool to start no further connection.
 func (p *Pool) Stop() { p.stop.Store(true) }
+
+// Abort ends the grace period at once (a second interrupt): connections
+// still in flight are shut down and counted unfinished, and Run returns
+// as soon as the workers have. Before the stop it only marks the grace
+// period as over; it does not stop the run by itself.
+func (p *Pool) Abort() { p.abortOnce.Do(func() { close(p.abort) }) }
 
 // watchdog bounds every connection by --timeout: a worker publishes its
 // deadline, and a connection past it is shut down, which wakes the worker
@@ -258,10 +274,14 @@ func (p *Pool) watchdog(done <-chan struct{}) {
 }
 
 // forceStop shuts down the connections still in flight after the grace
-// period; what they were doing is not counted.
+// period. Each worker is told the phase its connection was in first, so
+// that it counts the connection as unfinished in that phase, whatever its
+// calls return after the shutdown.
 func (p *Pool) forceStop() {
-	p.forced.Store(true)
 	for _, w := range p.workers {
+		if ph := w.phase.Load(); ph != phaseIdle {
+			w.stopped.Store(ph)
+		}
 		if fd := w.curFD.Load(); fd >= 0 {
 			_ = rawShutdown(int(fd), unix.SHUT_RDWR)
 		}
@@ -293,7 +313,7 @@ func (w *worker) closedLoop(quota uint64) {
 		i := p.cfg.Mix.At(w.n)
 		w.n++
 		t := now()
-		w.cycle(i, t)
+		w.backOff(w.cycle(i, t))
 		yieldEvery(k)
 	}
 }
@@ -356,7 +376,7 @@ func (w *worker) openLoop(t0 int64, quota uint64) {
 				w.warm[i].late.Add(1)
 			}
 		}
-		w.cycle(i, intended)
+		w.backOff(w.cycle(i, intended))
 	}
 }
 
@@ -389,19 +409,7 @@ func (p *Pool) LiveTotal() Counts { return p.sum(p.LiveCounts) }
 func (p *Pool) sum(counts func(int) Counts) Counts {
 	var t Counts
 	for i := range p.cfg.Mix.Entries {
-		c := counts(i)
-		t.Attempts += c.Attempts
-		t.Cycles += c.Cycles
-		for k := range t.Errors {
-			t.Errors[k] += c.Errors[k]
-		}
-		t.Sent += c.Sent
-		t.Received += c.Received
-		t.Verified += c.Verified
-		t.EOF += c.EOF
-		t.Reset += c.Reset
-		t.Lost += c.Lost
-		t.LateStarts += c.LateStarts
+		t.Add(counts(i))
 	}
 	return t
 }
@@ -410,11 +418,61 @@ func (p *Pool) sum(counts func(int) Counts) Counts {
 func (p *Pool) Example(i int, c ErrorClass) string { return p.examples[i].Example(c) }
 
 // Window returns the measured window: from the end of the warm-up to the
-// moment the last worker stopped.
+// stop (the deadline, ctx, a fault, or the last worker done with its
+// cycles). Rates divide by it; the grace period after the stop is not in
+// it (see Grace), or a target stalled at the stop would halve the rate.
 func (p *Pool) Window() (start, end time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.measureStart, p.end
+	end = p.stopAt
+	if end.IsZero() {
+		end = p.end
+	}
+	if end.Before(p.measureStart) {
+		end = p.measureStart
+	}
+	return p.measureStart, end
+}
+
+// Grace returns how long connections in flight took to end after the
+// stop: zero when none was in flight, up to Config.Grace, a little more
+// when the grace period ran out and the forced stop waited for workers.
+func (p *Pool) Grace() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopAt.IsZero() || p.end.Before(p.stopAt) {
+		return 0
+	}
+	return p.end.Sub(p.stopAt)
+}
+
+// Fault returns the fault the run stopped with, or nil.
+func (p *Pool) Fault() *FaultError {
+	select {
+	case <-p.faulted:
+		return p.fault
+	default:
+		return nil
+	}
+}
+
+// Outages returns the stretches of the run in which the target refused
+// every connection, in order; the last has a zero End when the target
+// still refused at the stop. They are recorded under either OnRefused
+// policy (with stop, a refusal lasting the stall timeout ends the run).
+func (p *Pool) Outages() []Outage {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Outage(nil), p.outages...)
+}
+
+// HoldWaits returns how often and how long workers waited for room in the
+// client's holder (close-wait-leak): the descriptor bound pacing the run.
+func (p *Pool) HoldWaits() HoldWaits {
+	if p.clientHolder == nil {
+		return HoldWaits{}
+	}
+	return p.clientHolder.holdWaits()
 }
 
 // Held returns how many connections the client side holds open now.

@@ -14,28 +14,53 @@ import (
 var (
 	procsMu  sync.Mutex
 	reserved int
+	// before is GOMAXPROCS as it was when the first reservation was made;
+	// it comes back when the last one is given back.
+	before int
+	// peakProcs is the highest GOMAXPROCS a reservation set.
+	peakProcs int
 )
+
+// PeakGOMAXPROCS is the highest GOMAXPROCS the load has run with in this
+// process, for the record (GOMAXPROCS itself is back to its old value once
+// the load ends).
+func PeakGOMAXPROCS() int {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	return max(peakProcs, runtime.GOMAXPROCS(0))
+}
 
 // procsHeadroom leaves Ps for the goroutines that do not block: the sampler,
 // timers, the holder, the caller.
 const procsHeadroom = 4
 
 // reserveProcs raises GOMAXPROCS so that n more blocking goroutines each
-// have a P. It never lowers GOMAXPROCS: a running process cannot know what
-// else relies on it. The returned func gives the reservation back.
+// have a P. While reservations are held it never lowers GOMAXPROCS; when
+// the last is given back, GOMAXPROCS returns to what it was before the
+// first, so a process that ran a load (a test binary, a user's benchmark)
+// is left as it was: `go test` would otherwise warn that a test left
+// GOMAXPROCS changed, and benchmark names would carry the raised value.
+// The returned func gives the reservation back.
 func reserveProcs(n int) (release func()) {
 	procsMu.Lock()
 	defer procsMu.Unlock()
+	if reserved == 0 {
+		before = runtime.GOMAXPROCS(0)
+	}
 	reserved += n
 	if want := reserved + procsHeadroom; want > runtime.GOMAXPROCS(0) {
 		runtime.GOMAXPROCS(want)
 	}
+	peakProcs = max(peakProcs, runtime.GOMAXPROCS(0))
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			procsMu.Lock()
+			defer procsMu.Unlock()
 			reserved -= n
-			procsMu.Unlock()
+			if reserved == 0 && before > 0 {
+				runtime.GOMAXPROCS(before)
+			}
 		})
 	}
 }

@@ -19,7 +19,10 @@ type sideCounters struct {
 	reset    atomic.Uint64
 	lost     atomic.Uint64
 	late     atomic.Uint64
-	_        [64]byte // keep neighbours off this cache line
+	// unfinished counts connections the stop ended, by the phase they
+	// were in.
+	unfinished [NumStopPhases]atomic.Uint64
+	_          [64]byte // keep neighbours off this cache line
 }
 
 // Counts is a snapshot of counters, summed over workers or acceptors.
@@ -34,6 +37,26 @@ type Counts struct {
 	Reset      uint64
 	Lost       uint64
 	LateStarts uint64
+	// Unfinished counts connections still in progress when the stop came
+	// (after the grace period), by the phase they were in. Attempts =
+	// Cycles + ErrorTotal() + UnfinishedTotal() once a run is over.
+	Unfinished [NumStopPhases]uint64
+}
+
+// UnfinishedTotal sums the unfinished connections over their phases.
+func (c *Counts) UnfinishedTotal() uint64 {
+	var n uint64
+	for _, u := range c.Unfinished {
+		n += u
+	}
+	return n
+}
+
+// Accounted reports whether every attempt ended in exactly one place:
+// completed, an error class or unfinished. It holds for a pool's Counts
+// after Run has returned (during a run, connections in flight are missing).
+func (c *Counts) Accounted() bool {
+	return c.Attempts == c.Cycles+c.ErrorTotal()+c.UnfinishedTotal()
 }
 
 // ErrorTotal sums the error classes.
@@ -58,6 +81,28 @@ func (c *Counts) add(s *sideCounters) {
 	c.Reset += s.reset.Load()
 	c.Lost += s.lost.Load()
 	c.LateStarts += s.late.Load()
+	for i := range c.Unfinished {
+		c.Unfinished[i] += s.unfinished[i].Load()
+	}
+}
+
+// Add adds o to c: sums over scenarios, workers or shards.
+func (c *Counts) Add(o Counts) {
+	c.Attempts += o.Attempts
+	c.Cycles += o.Cycles
+	for i := range c.Errors {
+		c.Errors[i] += o.Errors[i]
+	}
+	c.Sent += o.Sent
+	c.Received += o.Received
+	c.Verified += o.Verified
+	c.EOF += o.EOF
+	c.Reset += o.Reset
+	c.Lost += o.Lost
+	c.LateStarts += o.LateStarts
+	for i := range c.Unfinished {
+		c.Unfinished[i] += o.Unfinished[i]
+	}
 }
 
 // Sub returns c minus base, for figures that exclude the warm-up.
@@ -74,6 +119,9 @@ func (c Counts) Sub(base Counts) Counts {
 	c.Reset -= base.Reset
 	c.Lost -= base.Lost
 	c.LateStarts -= base.LateStarts
+	for i := range c.Unfinished {
+		c.Unfinished[i] -= base.Unfinished[i]
+	}
 	return c
 }
 

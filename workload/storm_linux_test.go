@@ -244,12 +244,47 @@ func TestStormPacedAndInterrupted(t *testing.T) {
 				t.Fatal("storm did not stop")
 			}
 			c := st.Counts()
-			if c.Opened != 300 || c.Failed != 300 || c.Errors[ErrOther] != 300 || c.Unaccounted != 0 {
+			// Held before their FIN when the stop came: unfinished, not
+			// errors, and the identity holds.
+			if c.Opened != 300 || c.Failed != 0 || c.Unfinished[StopHeld] != 300 || c.Unaccounted != 0 ||
+				c.Attempts != c.Closed+c.ErrorTotal()+c.UnfinishedTotal() {
 				t.Errorf("interrupted storm: %+v", c)
 			}
 			target.Close()
 			if left := openFDs(t) - fds; left > 0 {
 				t.Errorf("%d descriptors left open after the interrupted storm", left)
+			}
+		})
+		// Stopped after its FINs, while the target leaks CLOSE_WAIT: the
+		// client's connections are unfinished in drain.
+		t.Run("interrupted-in-drain", func(t *testing.T) {
+			sink := collector.NewLatencySink(1)
+			target, err := StartStormTarget(StormTargetConfig{
+				Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenario: CloseWaitLeak, Hold: time.Minute,
+			}, sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer target.Close()
+			st, err := NewStorm(StormConfig{N: 100, Target: target.Addr(), Scenario: CloseWaitLeak, Hold: 0}, sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- st.Run(ctx) }()
+			for i := 0; i < 500 && readSides(t, target.Addr().Port()).target["CLOSE_WAIT"] < 100; i++ {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("storm did not stop")
+			}
+			c := st.Counts()
+			if c.Unfinished[StopDrain] != 100 || c.Unaccounted != 0 || c.Attempts != c.Closed+c.ErrorTotal()+c.UnfinishedTotal() {
+				t.Errorf("storm stopped in drain: %+v", c)
 			}
 		})
 		t.Run("refused", func(t *testing.T) {

@@ -19,8 +19,9 @@ import (
 // one descriptor. Connections that leak CLOSE_WAIT are handed to a holder,
 // which closes them when their leak ends.
 
-// ErrInterrupted is the error of storm connections still open when a stop
-// (Ctrl-C, a failed sibling) ended the storm.
+// ErrInterrupted is what ends storm connections still open when a stop
+// (Ctrl-C, a failed sibling) ended the storm; they are counted unfinished
+// in the phase they were in, not as errors.
 var ErrInterrupted = errors.New("storm interrupted before the connection ended")
 
 // ErrStormTimeout is the error of storm connections that had not ended by
@@ -93,18 +94,23 @@ type sideCounts struct {
 	sent     atomic.Uint64
 	reset    atomic.Uint64
 	late     atomic.Uint64
-	held     atomic.Int64
-	peak     atomic.Int64
-	lastGone atomic.Int64 // now() clock of the last close
+	// unfinished counts connections a stop ended, by phase.
+	unfinished [NumStopPhases]atomic.Uint64
+	held       atomic.Int64
+	peak       atomic.Int64
+	lastGone   atomic.Int64 // now() clock of the last close
 }
 
 // StormSideCounts is a snapshot of one side's counters.
 type StormSideCounts struct {
 	// Attempts counts dials (client) or accepts (target); Opened those that
 	// gave a connection. Every opened connection ends Closed (the peer's
-	// EOF was read) or Failed (a classified error); Unaccounted is the rest
-	// and must be zero once the storm is over.
+	// EOF was read), Failed (a classified error) or Unfinished (a stop
+	// ended it: held before its FIN, or in drain after it); Unaccounted is
+	// the rest and must be zero once the storm is over. So Attempts =
+	// Closed + ErrorTotal() + UnfinishedTotal().
 	Attempts, Opened, Closed, Failed, Unaccounted uint64
+	Unfinished                                    [NumStopPhases]uint64
 	// Errors counts dial and connection errors by class.
 	Errors [NumErrorClasses]uint64
 	// Received and Sent are payload bytes; Reset counts connections that
@@ -122,6 +128,15 @@ func (c *StormSideCounts) ErrorTotal() uint64 {
 	var n uint64
 	for _, e := range c.Errors {
 		n += e
+	}
+	return n
+}
+
+// UnfinishedTotal sums the unfinished connections over their phases.
+func (c *StormSideCounts) UnfinishedTotal() uint64 {
+	var n uint64
+	for _, u := range c.Unfinished {
+		n += u
 	}
 	return n
 }
@@ -483,8 +498,25 @@ func (s *side) sweep(r int, err error, rec *collector.LatencyRecorder) {
 			s.finish(r, c, rec)
 			continue
 		}
+		if err == ErrInterrupted {
+			ph := StopHeld
+			if st&stFIN != 0 {
+				ph = StopDrain
+			}
+			s.unfinish(r, c, ph)
+			continue
+		}
 		s.fail(r, c, err)
 	}
+}
+
+// unfinish closes a connection a stop ended in phase ph and counts it.
+func (s *side) unfinish(r int, c *sconn, ph StopPhase) {
+	rawClose(int(c.fd.Load()))
+	c.state.Or(stDone)
+	s.live[r].Add(-1)
+	s.c.held.Add(-1)
+	s.c.unfinished[ph].Add(1)
 }
 
 // stopAll ends the side: reapers sweep what is left with ErrInterrupted,
@@ -510,8 +542,11 @@ func (s *side) snapshot() StormSideCounts {
 	for i := range out.Errors {
 		out.Errors[i] = c.errors[i].Load()
 	}
-	if out.Opened > out.Closed+out.Failed {
-		out.Unaccounted = out.Opened - out.Closed - out.Failed
+	for i := range out.Unfinished {
+		out.Unfinished[i] = c.unfinished[i].Load()
+	}
+	if ended := out.Closed + out.Failed + out.UnfinishedTotal(); out.Opened > ended {
+		out.Unaccounted = out.Opened - ended
 	}
 	if g := c.lastGone.Load(); g != 0 {
 		out.LastGone = monoTime(g)

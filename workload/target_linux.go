@@ -46,6 +46,7 @@ type Target struct {
 	stopping  atomic.Bool
 	stopOnce  sync.Once
 	release   func()
+	releaseFD func()
 }
 
 type listener struct {
@@ -59,8 +60,12 @@ type listener struct {
 type acceptor struct {
 	c     sideCounters
 	curFD atomic.Int32
-	buf   []byte
-	o     outcome // the connection in progress, not allocated per connection
+	// phase and stopped work as a worker's: what the connection in
+	// progress waits for, and the phase Close found it in.
+	phase   atomic.Uint32
+	stopped atomic.Uint32
+	buf     []byte
+	o       outcome // the connection in progress, not allocated per connection
 }
 
 // StartTarget opens the listeners and starts the acceptors.
@@ -78,7 +83,20 @@ func StartTarget(cfg TargetConfig) (*Target, error) {
 		cfg.MaxHeld = defaultMaxHeld()
 	}
 	t := &Target{cfg: cfg, response: makeResponse(cfg.ResponseSize)}
-	t.holder = newHolder(cfg.MaxHeld, t.onHeldClose)
+	fixed := len(cfg.Scenarios) * (1 + cfg.Acceptors)
+	holdCap := 0
+	for _, s := range cfg.Scenarios {
+		if s == OrphanFinWait2 || s == CloseWaitLeak {
+			holdCap = holderCapacity(cfg.MaxHeld, fixed)
+		}
+	}
+	release, err := claimFDs(fixed+holdCap, fmt.Sprintf("target: %d listeners with %d acceptors each and a holder of %d connections",
+		len(cfg.Scenarios), cfg.Acceptors, holdCap))
+	if err != nil {
+		return nil, err
+	}
+	t.releaseFD = release
+	t.holder = newHolder(max(holdCap, 1), t.onHeldClose)
 	for k, s := range cfg.Scenarios {
 		port := cfg.Listen.Port()
 		if port != 0 {
@@ -172,7 +190,9 @@ func (t *Target) Addr(s Scenario) (netip.AddrPort, bool) {
 }
 
 // Counts returns what the target counted for scenario s; Cycles are
-// connections it served to their end.
+// connections it served to their end. Attempts counts accepts, failed ones
+// (EMFILE) included, so that after Close Attempts = Cycles + ErrorTotal() +
+// UnfinishedTotal(): Unfinished are connections Close found in progress.
 func (t *Target) Counts(s Scenario) Counts {
 	var c Counts
 	for _, l := range t.listeners {
@@ -199,6 +219,11 @@ func (t *Target) Example(s Scenario, c ErrorClass) string {
 // Held returns how many connections the target holds open now.
 func (t *Target) Held() int { return t.holder.held() }
 
+// HoldWaits returns how often and how long acceptors waited for room in
+// the target's full holder: back-pressure that paces the whole run (the
+// clients' connections queue in the listen backlog meanwhile).
+func (t *Target) HoldWaits() HoldWaits { return t.holder.holdWaits() }
+
 // Close stops accepting, ends connections in progress and closes held ones.
 func (t *Target) Close() {
 	t.stopOnce.Do(func() {
@@ -208,6 +233,9 @@ func (t *Target) Close() {
 			// once they have left.
 			_ = rawShutdown(l.fd, unix.SHUT_RDWR)
 			for _, a := range l.acc {
+				if ph := a.phase.Load(); ph != phaseIdle {
+					a.stopped.Store(ph)
+				}
 				if fd := a.curFD.Load(); fd >= 0 {
 					_ = rawShutdown(int(fd), unix.SHUT_RDWR)
 				}
@@ -239,6 +267,9 @@ func (t *Target) Close() {
 		if t.release != nil {
 			t.release()
 		}
+		if t.releaseFD != nil {
+			t.releaseFD()
+		}
 	})
 }
 
@@ -250,10 +281,19 @@ func (t *Target) accept(l *listener, a *acceptor) {
 	acceptLoop(l.fd, &t.stopping, func(fd int) {
 		a.c.attempts.Add(1)
 		a.curFD.Store(int32(fd))
+		a.phase.Store(phaseOf(StopFirstByte))
 		a.o = outcome{}
 		o := &a.o
 		serve(t, a, fd, o)
 		a.curFD.Store(-1)
+		a.phase.Store(phaseIdle)
+		if ph := a.stopped.Swap(phaseIdle); ph != phaseIdle {
+			o.unfinished = ph
+		}
+		if o.unfinished != phaseIdle {
+			a.c.unfinished[o.unfinished-1].Add(1)
+			return
+		}
 		a.c.sent.Add(o.sent)
 		a.c.received.Add(o.received)
 		if o.eof {
@@ -271,6 +311,7 @@ func (t *Target) accept(l *listener, a *acceptor) {
 		a.c.cycles.Add(1)
 	}, func(e unix.Errno) {
 		cl := Classify(e)
+		a.c.attempts.Add(1)
 		a.c.errors[cl].Add(1)
 		l.examples.note(cl, e)
 	})
@@ -306,9 +347,11 @@ func serverReadN(a *acceptor, fd int, want int, o *outcome) error {
 	return nil
 }
 
-func (t *Target) respond(fd int, o *outcome) error {
+// respond writes the response; what follows waits for the client's EOF.
+func (t *Target) respond(a *acceptor, fd int, o *outcome) error {
 	n, err := sendAll(fd, t.response)
 	o.sent += uint64(n)
+	a.phase.Store(phaseOf(StopDrain))
 	return err
 }
 
@@ -332,14 +375,14 @@ func clientHalfCloseServer(t *Target, a *acceptor, fd int, o *outcome) {
 	if o.err = serverReadToEOF(a, fd, o); o.err != nil {
 		return
 	}
-	o.err = t.respond(fd, o)
+	o.err = t.respond(a, fd, o)
 }
 
 // write response; CloseWrite; read to EOF; Close. Played at once after
 // accept, it is also the target half of simultaneous.
 func serverHalfCloseServer(t *Target, a *acceptor, fd int, o *outcome) {
 	defer rawClose(fd)
-	if o.err = t.respond(fd, o); o.err != nil {
+	if o.err = t.respond(a, fd, o); o.err != nil {
 		return
 	}
 	if o.err = rawShutdown(fd, unix.SHUT_WR); o.err != nil {
@@ -354,7 +397,7 @@ func fullCloseServer(t *Target, a *acceptor, fd int, o *outcome) {
 	if o.err = serverReadN(a, fd, t.cfg.RequestSize, o); o.err != nil {
 		return
 	}
-	if o.err = t.respond(fd, o); o.err != nil {
+	if o.err = t.respond(a, fd, o); o.err != nil {
 		return
 	}
 	o.err = serverReadToEOF(a, fd, o)
@@ -366,7 +409,7 @@ func linger0Server(t *Target, a *acceptor, fd int, o *outcome) {
 	if o.err = serverReadN(a, fd, t.cfg.RequestSize, o); o.err != nil {
 		return
 	}
-	if o.err = t.respond(fd, o); o.err != nil {
+	if o.err = t.respond(a, fd, o); o.err != nil {
 		return
 	}
 	err := serverReadToEOF(a, fd, o)
@@ -387,7 +430,7 @@ func unreadCloseServer(t *Target, a *acceptor, fd int, o *outcome) {
 	if o.err = serverReadN(a, fd, UnreadKeep(t.cfg.RequestSize), o); o.err != nil {
 		return
 	}
-	if o.err = t.respond(fd, o); errors.Is(o.err, unix.ECONNRESET) || errors.Is(o.err, unix.EPIPE) {
+	if o.err = t.respond(a, fd, o); errors.Is(o.err, unix.ECONNRESET) || errors.Is(o.err, unix.EPIPE) {
 		o.reset, o.err = true, nil
 	}
 }
@@ -399,7 +442,10 @@ func holdServer(t *Target, a *acceptor, fd int, o *outcome) {
 		rawClose(fd)
 		return
 	}
-	t.holder.add(heldConn{fd: fd, deadline: now() + int64(t.cfg.Hold)})
+	a.phase.Store(phaseOf(StopHeld))
+	if !t.holder.add(heldConn{fd: fd, deadline: now() + int64(t.cfg.Hold)}) {
+		o.unfinished = phaseOf(StopHeld)
+	}
 }
 
 // echo until EOF; Close.

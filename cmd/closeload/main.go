@@ -9,14 +9,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/closeload/closeload/internal/suggest"
 	"github.com/closeload/closeload/report"
+	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	// A child of an isolated or multi-process run is this binary again.
+	if code, ok := runner.ServeChild(); ok {
+		os.Exit(code)
+	}
 	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -38,9 +42,35 @@ func asUsage(err error) error {
 	return usageError{err}
 }
 
+// exitError carries a run's exit status (1 failed, 3 a threshold, 130/143
+// interrupted); err, when set, is printed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e exitError) Unwrap() error { return e.err }
+
+// abortKey holds, in a command's context, the channel that closes at the
+// second signal.
+type abortKey struct{}
+
+// abortOf is the command's abort channel (nil when none).
+func abortOf(cmd *cobra.Command) <-chan struct{} {
+	ch, _ := cmd.Context().Value(abortKey{}).(<-chan struct{})
+	return ch
+}
+
 func execute(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, abort, stop := runner.SignalContext(context.Background())
 	defer stop()
+	ctx = context.WithValue(ctx, abortKey{}, abort)
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -49,9 +79,16 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "closeload: %v\n", err)
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "closeload: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "closeload: %v\n", planError(err))
 	var u usageError
-	if errors.As(err, &u) {
+	if errors.As(planError(err), &u) {
 		return 2
 	}
 	if errors.Is(err, report.ErrRegression) {
@@ -91,17 +128,27 @@ counters, and compares runs made under different sysctls.`,
 		wrapArgs(c)
 	}
 	wrapArgs(root)
+	registerCompletions(root)
 	return root
 }
 
-// wrapArgs makes cobra's positional-argument errors usage errors.
+// wrapArgs makes cobra's positional-argument errors usage errors, with a
+// did-you-mean for a mistyped sub-command.
 func wrapArgs(c *cobra.Command) {
 	if c.Args == nil {
 		c.Args = cobra.NoArgs
 		if c.HasSubCommands() || c.Name() == "closeload" {
 			c.Args = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
-					return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+					msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+					var names []string
+					for _, sub := range cmd.Commands() {
+						names = append(names, sub.Name())
+					}
+					if s := suggest.Nearest(args[0], names); s != "" {
+						msg += fmt.Sprintf("; did you mean %q?", s)
+					}
+					return errors.New(msg)
 				}
 				return nil
 			}

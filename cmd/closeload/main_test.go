@@ -17,6 +17,7 @@ import (
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/closeload/closeload/results"
+	"github.com/closeload/closeload/runner"
 )
 
 // binary is closeload built once for the tests that need a process of their
@@ -24,6 +25,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// Runs in fresh namespaces re-execute this test binary, which then
+	// serves them as the closeload binary does.
+	if code, ok := runner.ServeChild(); ok {
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "closeload-cmd-test")
 	if err != nil {
 		panic(err)
@@ -72,7 +78,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unwritable hlog", []string{"run", "--out", out, "--hlog", "/proc/closeload/x.hlog"}, "--hlog"},
 		{"bad arrival", []string{"run", "--arrival", "bursty"}, "--arrival"},
 		{"interval too short", []string{"run", "--interval", "1ms"}, "--interval"},
-		{"collector source", []string{"run", "--collector-source", "ebpf"}, "--collector-source"},
+		{"collector source", []string{"run", "--collector-source", "bogus"}, "--collector-source"},
 		{"bad request", []string{"run", "--request", "gopher"}, "--request"},
 		{"http needs target", []string{"run", "--request", "http"}, "--request"},
 		{"missing request file", []string{"run", "--target", "127.0.0.1:9", "--request", "@/nonexistent"}, "--request"},

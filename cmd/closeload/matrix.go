@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/results"
@@ -13,17 +12,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// matrixOwnFlags are flags the matrix sets for each run itself, or that
-// belong to the matrix; they are not passed through to the runs.
-var matrixOwnFlags = map[string]bool{
-	"sysctl": true, "out": true, "run-id": true, "matrix-id": true, "variant": true,
-	"repeat-index": true, "hlog": true, "variants": true, "repeat": true, "results": true,
-}
-
 func newMatrixCmd() *cobra.Command {
-	spec := runner.DefaultSpec()
 	var (
+		f            runFlags
 		variantsFile string
+		matrixID     string
 		repeat       = 1
 		resultsDir   = "results"
 	)
@@ -41,9 +34,8 @@ KEY=VALUE assignments separated by commas; # starts a comment:
   baseline: net.ipv4.tcp_tw_reuse=2
   reuse:    net.ipv4.tcp_tw_reuse=1, net.ipv4.tcp_tw_reuse_delay=100
 
-Each run is a 'closeload run' child with every run flag given here, in a fresh
-network namespace (a user namespace too when not root), with the built-in target
-inside: nothing on the host changes, and no root is needed. Keys the kernel keeps
+Each run is a 'closeload run' with every run flag given here, in a fresh network
+namespace (a user namespace too when not root), with the built-in target inside: nothing on the host changes, and no root is needed. Keys the kernel keeps
 for the whole host (tcp_mem, tcp_max_orphans) are refused there; --host-sysctl
 (root) applies variants to the host instead, journaled and restored after each run.
 
@@ -54,81 +46,75 @@ each child's output is in vN-rM.log beside its record.`,
   closeload matrix --variants variants.txt --scenario orphan-finwait2 --hold 20s --repeat 3`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
-			for _, name := range []string{"out", "run-id", "variant", "repeat-index"} {
+			for _, name := range []string{"out", "run-id"} {
 				if fs.Changed(name) {
 					return usagef("--%s: matrix names its runs and records itself (%s/MATRIX-ID/vN-rM.json); use --results DIR and --matrix-id ID", name, resultsDir)
 				}
 			}
 			var sweeps []runner.Sweep
-			for _, s := range spec.Sysctls {
-				sw, err := runner.ParseSweep(s, spec.AllowUnknown)
+			for _, s := range f.sysctls {
+				sw, err := runner.ParseSweep(s, f.allowUnknown)
 				if err != nil {
-					return asUsage(err)
+					return planError(err)
 				}
 				sweeps = append(sweeps, sw)
 			}
 			var fileVariants []runner.Variant
 			if variantsFile != "" {
-				f, err := os.Open(variantsFile)
+				file, err := os.Open(variantsFile)
 				if err != nil {
 					return usagef("--variants: %v", err)
 				}
-				fileVariants, err = runner.ParseVariants(f, variantsFile, spec.AllowUnknown)
-				f.Close()
+				fileVariants, err = runner.ParseVariants(file, variantsFile, f.allowUnknown)
+				file.Close()
 				if err != nil {
-					return asUsage(err)
+					return planError(err)
 				}
 			}
 			variants, err := runner.ExpandVariants(fileVariants, sweeps)
 			if err != nil {
-				return asUsage(err)
+				return planError(err)
 			}
-			// Every run flag is checked once here, before any run starts.
-			check := spec
-			check.Sysctls, check.RunID = nil, "matrix-check"
-			check.Out = filepath.Join(resultsDir, "matrix-check.json")
-			if _, err := check.Validate(); err != nil {
-				return asUsage(err)
+			plan, err := f.plan(fs, false)
+			if err != nil {
+				return err
 			}
-			var runArgs []string
-			for _, a := range flagArgs(fs) {
-				name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-				if !matrixOwnFlags[name] {
-					runArgs = append(runArgs, a)
-				}
-			}
+			args := append([]string{"matrix"}, flagArgs(fs)...)
+			plan.Args = args
 			o := runner.MatrixOptions{
-				ID: spec.Matrix, Dir: resultsDir, Variants: variants, Repeat: repeat,
-				Host: spec.HostSysctl, Target: spec.Target, AllowUnknown: spec.AllowUnknown,
-				RunArgs: runArgs, Hlog: spec.Hlog != "",
-				Args:   append([]string{"matrix"}, flagArgs(fs)...),
+				ID: matrixID, Dir: resultsDir, Variants: variants, Repeat: repeat,
+				Plan: plan, Hlog: plan.Hlog != "", Args: args,
 				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
+				Summary: report.WriteRunSummary,
 			}
 			idx, recs, err := runner.RunMatrix(cmd.Context(), o)
 			if idx != nil {
 				writeMatrixComparison(cmd, idx, recs)
 				fmt.Fprintf(cmd.OutOrStdout(), "\nrecords: %s\n", filepath.Join(resultsDir, idx.Matrix))
 			}
-			if errors.Is(err, runner.ErrUsage) {
-				return asUsage(err)
+			if err != nil {
+				if perr := planError(err); errors.As(perr, new(usageError)) {
+					return perr
+				}
+				var sig *runner.SignalError
+				if errors.As(err, &sig) {
+					return exitError{code: 128 + int(sig.Signal), err: err}
+				}
 			}
 			return err
 		},
 	}
 	fs := cmd.Flags()
-	addRunFlags(fs, &spec)
-	if f := fs.Lookup("sysctl"); f != nil {
-		f.Usage = "KEY=V1,V2,... values to compare (repeatable: variants are the cross product)"
+	addRunFlags(fs, &f)
+	if fl := fs.Lookup("sysctl"); fl != nil {
+		fl.Usage = "KEY=V1,V2,... values to compare (repeatable: variants are the cross product)"
 	}
-	if f := fs.Lookup("matrix-id"); f != nil {
-		f.Hidden = false
-		f.Usage = "matrix id, the name of its results directory (default: time and pid)"
-	}
+	fs.StringVar(&matrixID, "matrix-id", "", "matrix id, the name of its results directory (default: time and pid)")
 	for _, name := range []string{"out", "run-id"} {
 		_ = fs.MarkHidden(name)
 	}
-	if f := fs.Lookup("hlog"); f != nil {
-		f.Usage = "any value: also write an HdrHistogram interval log per run, beside its record (vN-rM.hlog)"
+	if fl := fs.Lookup("hlog"); fl != nil {
+		fl.Usage = "any value: also write an HdrHistogram interval log per run, beside its record (vN-rM.hlog)"
 	}
 	fs.StringVar(&variantsFile, "variants", variantsFile, "file of variants, one per line: [NAME:] KEY=VALUE[, KEY=VALUE...]")
 	fs.IntVar(&repeat, "repeat", repeat, "runs per variant, interleaved across variants")

@@ -95,16 +95,16 @@ func newSysctlRestoreCmd() *cobra.Command {
 		Use:   "restore JOURNAL",
 		Short: "Put back the host sysctls a killed --host-sysctl run left changed",
 		Long: `restore reads the journal a --host-sysctl run wrote before it changed anything
-(by default RECORD.sysctl-journal beside the run's record) and puts back the old
+(by default /run/closeload/host-sysctl.json, one for the whole host) and puts back the old
 values. A run restores by itself on exit, Ctrl-C, SIGTERM and panic; restore is for
 kill -9, a crash or a power cut of the process. It refuses, changing nothing, a
 journal that is damaged, that was written before the last reboot (the kernel reset
 the values then), or in another network namespace. A key someone else changed
 since the run set it is left alone and named.`,
-		Example: `  closeload sysctl restore results/run1.json.sysctl-journal`,
+		Example: `  closeload sysctl restore /run/closeload/host-sysctl.json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return fmt.Errorf("%s: want one JOURNAL, the file a --host-sysctl run names in its messages (by default RECORD.sysctl-journal)", cmd.CommandPath())
+				return fmt.Errorf("%s: want one JOURNAL, the file a --host-sysctl run names in its messages (by default /run/closeload/host-sysctl.json)", cmd.CommandPath())
 			}
 			return nil
 		},

@@ -1,217 +1,22 @@
 package kubernetes_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/closeload/closeload/sysctl"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
-// The manifests, as far as the test reads them. Unknown fields are ignored
-// on purpose (a manifest has many); every field the shard wiring depends on
-// is a pointer or is checked non-empty, and decode refuses a key that only
-// matches a field ignoring case, so a misspelt key fails the test.
-type object struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   metadata          `json:"metadata"`
-	Data       map[string]string `json:"data"`
-	Spec       json.RawMessage   `json:"spec"`
-	Items      []json.RawMessage `json:"items"`
-}
-
-type metadata struct {
-	Name   string            `json:"name"`
-	Labels map[string]string `json:"labels"`
-}
-
-type pvcSpec struct {
-	AccessModes []string `json:"accessModes"`
-}
-
-type jobSpec struct {
-	CompletionMode       string `json:"completionMode"`
-	Completions          *int   `json:"completions"`
-	Parallelism          *int   `json:"parallelism"`
-	BackoffLimit         *int   `json:"backoffLimit"`
-	BackoffLimitPerIndex *int   `json:"backoffLimitPerIndex"`
-	MaxFailedIndexes     *int   `json:"maxFailedIndexes"`
-	PodReplacementPolicy string `json:"podReplacementPolicy"`
-	Template             struct {
-		Metadata metadata `json:"metadata"`
-		Spec     podSpec  `json:"spec"`
-	} `json:"template"`
-}
-
-type podSpec struct {
-	RestartPolicy   string `json:"restartPolicy"`
-	HostNetwork     bool   `json:"hostNetwork"`
-	SecurityContext struct {
-		Sysctls []struct {
-			Name  string `json:"name"`
-			Value string `json:"value"`
-		} `json:"sysctls"`
-	} `json:"securityContext"`
-	Containers []container `json:"containers"`
-	Volumes    []struct {
-		Name                  string `json:"name"`
-		PersistentVolumeClaim *struct {
-			ClaimName string `json:"claimName"`
-		} `json:"persistentVolumeClaim"`
-	} `json:"volumes"`
-}
-
-type container struct {
-	Name         string        `json:"name"`
-	Image        string        `json:"image"`
-	Command      []string      `json:"command"`
-	Args         []string      `json:"args"`
-	Env          []envVar      `json:"env"`
-	EnvFrom      []any         `json:"envFrom"`
-	VolumeMounts []volumeMount `json:"volumeMounts"`
-}
-
-type volumeMount struct {
-	Name      string `json:"name"`
-	MountPath string `json:"mountPath"`
-	ReadOnly  bool   `json:"readOnly"`
-}
-
-type envVar struct {
-	Name      string `json:"name"`
-	Value     string `json:"value"`
-	ValueFrom *struct {
-		FieldRef *struct {
-			FieldPath string `json:"fieldPath"`
-		} `json:"fieldRef"`
-		ConfigMapKeyRef *struct {
-			Name string `json:"name"`
-			Key  string `json:"key"`
-		} `json:"configMapKeyRef"`
-	} `json:"valueFrom"`
-}
-
-// manifests is what the two files hold.
-type manifests struct {
-	config  object // the ConfigMap every pod reads TARGET, START_AT, RUN_ID from
-	pvc     object
-	pvcSpec pvcSpec
-	job     object
-	jobSpec jobSpec
-	report  object
-	repSpec jobSpec
-}
-
-func readJSON(t *testing.T, name string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	decode(t, name, b, v)
-}
-
-// spelling reports keys of raw that match a field of typ only the way
-// encoding/json matches them, ignoring case: kubectl would reject or drop
-// "backoffLimitPerindex", so the test must not read it as the real field.
-func spelling(path string, raw json.RawMessage, typ reflect.Type) []string {
-	for typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	if typ == reflect.TypeFor[json.RawMessage]() {
-		return nil // decoded, and checked, on its own
-	}
-	var bad []string
-	switch typ.Kind() {
-	case reflect.Slice:
-		var items []json.RawMessage
-		if json.Unmarshal(raw, &items) == nil {
-			for i, it := range items {
-				bad = append(bad, spelling(fmt.Sprintf("%s[%d]", path, i), it, typ.Elem())...)
-			}
-		}
-	case reflect.Struct:
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(raw, &obj) != nil {
-			return nil
-		}
-		fields := map[string]reflect.StructField{}
-		for i := range typ.NumField() {
-			f := typ.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			fields[strings.ToLower(name)] = f
-		}
-		for key, v := range obj {
-			f, ok := fields[strings.ToLower(key)]
-			if !ok {
-				continue
-			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if key != name {
-				bad = append(bad, fmt.Sprintf("%s.%s: want %s", path, key, name))
-				continue
-			}
-			bad = append(bad, spelling(path+"."+key, v, f.Type)...)
-		}
-	}
-	return bad
-}
-
-// decode decodes raw into v, failing on a key spelt with the wrong case.
-func decode(t *testing.T, what string, raw json.RawMessage, v any) {
-	t.Helper()
-	if err := json.Unmarshal(raw, v); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	if bad := spelling(what, raw, reflect.TypeOf(v)); len(bad) > 0 {
-		t.Fatalf("misspelt keys: %s", strings.Join(bad, "; "))
-	}
-}
-
-func load(t *testing.T) manifests {
-	t.Helper()
-	var m manifests
-	var list object
-	readJSON(t, "closeload-job.json", &list)
-	if list.APIVersion != "v1" || list.Kind != "List" {
-		t.Fatalf("closeload-job.json: %s %s, want a v1 List", list.APIVersion, list.Kind)
-	}
-	for i, raw := range list.Items {
-		var o object
-		decode(t, fmt.Sprintf("closeload-job.json items[%d]", i), raw, &o)
-		switch o.APIVersion + " " + o.Kind {
-		case "v1 ConfigMap":
-			m.config = o
-		case "v1 PersistentVolumeClaim":
-			m.pvc = o
-			decode(t, "PersistentVolumeClaim spec", o.Spec, &m.pvcSpec)
-		case "batch/v1 Job":
-			m.job = o
-			decode(t, "Job spec", o.Spec, &m.jobSpec)
-		default:
-			t.Fatalf("closeload-job.json item %d: unexpected %s %s", i, o.APIVersion, o.Kind)
-		}
-	}
-	if m.config.Kind == "" || m.pvc.Kind == "" || m.job.Kind == "" {
-		t.Fatalf("closeload-job.json must hold a ConfigMap, a PersistentVolumeClaim and a Job")
-	}
-	readJSON(t, "closeload-report.json", &m.report)
-	if m.report.APIVersion != "batch/v1" || m.report.Kind != "Job" {
-		t.Fatalf("closeload-report.json: %s %s, want a batch/v1 Job", m.report.APIVersion, m.report.Kind)
-	}
-	decode(t, "report Job spec", m.report.Spec, &m.repSpec)
-	return m
-}
-
 // only returns the pod's one container.
-func only(t *testing.T, what string, p podSpec) container {
+func only(t *testing.T, what string, p corev1.PodSpec) corev1.Container {
 	t.Helper()
 	if len(p.Containers) != 1 {
 		t.Fatalf("%s: %d containers, want 1", what, len(p.Containers))
@@ -257,7 +62,7 @@ var varRef = regexp.MustCompile(`^\$\(([A-Za-z_][A-Za-z0-9_]*)\)$`)
 
 // envSource says where a container's variable comes from: "configmap
 // NAME/KEY", "field PATH" or "value V".
-func envSource(c container, name string) string {
+func envSource(c corev1.Container, name string) string {
 	for _, e := range c.Env {
 		if e.Name != name {
 			continue
@@ -313,20 +118,29 @@ func expand(s string, env map[string]string) (string, []string) {
 
 const indexAnnotation = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
+// dirs are the kustomizations every wiring test renders: the base as it is
+// committed and the example overlay.
+var dirs = []string{"base", "example"}
+
 // TestJobShardWiring checks the Indexed Job: one pod per shard, the pod's
 // completion index is its --shard index, the shard count is the Job's
 // completions, and --start-at and --run-id are the same for every pod.
 func TestJobShardWiring(t *testing.T) {
-	m := load(t)
-	js := m.jobSpec
-	if js.CompletionMode != "Indexed" {
-		t.Errorf("completionMode %q, want Indexed", js.CompletionMode)
+	for _, dir := range dirs {
+		t.Run(dir, func(t *testing.T) { checkShardWiring(t, render(t, dir)) })
+	}
+}
+
+func checkShardWiring(t *testing.T, m manifests) {
+	js := m.job.Spec
+	if js.CompletionMode == nil || *js.CompletionMode != batchv1.IndexedCompletion {
+		t.Errorf("completionMode %v, want Indexed", js.CompletionMode)
 	}
 	if js.Completions == nil || js.Parallelism == nil {
 		t.Fatalf("completions and parallelism must both be set")
 	}
-	n := *js.Completions
-	if n < 2 || *js.Parallelism != n {
+	n := int(*js.Completions)
+	if n < 2 || *js.Parallelism != *js.Completions {
 		t.Errorf("completions %d, parallelism %d: want equal and at least 2 (all shards at once)", n, *js.Parallelism)
 	}
 	if js.BackoffLimitPerIndex == nil || *js.BackoffLimitPerIndex != 0 {
@@ -335,11 +149,14 @@ func TestJobShardWiring(t *testing.T) {
 	if js.MaxFailedIndexes != nil {
 		t.Errorf("maxFailedIndexes must be unset: one failed shard must not stop the others (the report flags it missing)")
 	}
-	if js.PodReplacementPolicy != "Failed" {
-		t.Errorf("podReplacementPolicy %q, want Failed", js.PodReplacementPolicy)
+	if js.PodReplacementPolicy == nil || *js.PodReplacementPolicy != batchv1.Failed {
+		t.Errorf("podReplacementPolicy %v, want Failed", js.PodReplacementPolicy)
+	}
+	if js.Suspend != nil && *js.Suspend {
+		t.Errorf("the shards' Job is suspended: it would never start")
 	}
 	pod := js.Template.Spec
-	if pod.RestartPolicy != "Never" {
+	if pod.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("restartPolicy %q, want Never: a restarted container would run its shard a second time", pod.RestartPolicy)
 	}
 	if pod.HostNetwork {
@@ -350,13 +167,15 @@ func TestJobShardWiring(t *testing.T) {
 		t.Fatalf("job args %q, want closeload run", c.Args)
 	}
 
-	// index → --shard, completions = shard count.
-	shard := flagValue(t, c.Args, "shard")
-	if want := fmt.Sprintf("$(JOB_COMPLETION_INDEX)/%d", n); shard != want {
-		t.Errorf("--shard %q, want %q (completions = %d)", shard, want, n)
-	}
+	// index → --shard, completions = shard count, for every pod.
 	if src := envSource(c, "JOB_COMPLETION_INDEX"); src != "field "+indexAnnotation {
 		t.Errorf("JOB_COMPLETION_INDEX from %q, want the downward API's %s", src, indexAnnotation)
+	}
+	for i := range n {
+		args := podArgs(t, m, c, i, nil, "/results")
+		if got, want := flagValue(t, args, "shard"), fmt.Sprintf("%d/%d", i, n); got != want {
+			t.Errorf("pod %d: --shard %s, want %s (completions %d)", i, got, want, n)
+		}
 	}
 
 	// --start-at, --run-id and --target from one ConfigMap, the same for
@@ -369,12 +188,12 @@ func TestJobShardWiring(t *testing.T) {
 			continue
 		}
 		src := envSource(c, ref[1])
-		want := "configmap " + m.config.Metadata.Name + "/" + ref[1]
+		want := "configmap " + m.config.Name + "/" + ref[1]
 		if src != want {
 			t.Errorf("--%s: %s comes from %q, want %q", flag, ref[1], src, want)
 		}
 		if _, ok := m.config.Data[ref[1]]; !ok {
-			t.Errorf("ConfigMap %s has no key %s", m.config.Metadata.Name, ref[1])
+			t.Errorf("ConfigMap %s has no key %s", m.config.Name, ref[1])
 		}
 	}
 
@@ -401,8 +220,8 @@ func TestJobShardWiring(t *testing.T) {
 }
 
 // sharedMount returns the container's mount that holds path and checks it is
-// the ReadWriteMany claim of the manifest.
-func sharedMount(t *testing.T, m manifests, what string, pod podSpec, c container, path string) volumeMount {
+// the ReadWriteMany claim of the manifests.
+func sharedMount(t *testing.T, m manifests, what string, pod corev1.PodSpec, c corev1.Container, path string) corev1.VolumeMount {
 	t.Helper()
 	for _, vm := range c.VolumeMounts {
 		if path != vm.MountPath && !strings.HasPrefix(path, strings.TrimSuffix(vm.MountPath, "/")+"/") {
@@ -412,48 +231,181 @@ func sharedMount(t *testing.T, m manifests, what string, pod podSpec, c containe
 			if v.Name != vm.Name {
 				continue
 			}
-			if v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != m.pvc.Metadata.Name {
-				t.Fatalf("%s: volume %s is not the claim %s", what, v.Name, m.pvc.Metadata.Name)
+			if v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != m.pvc.Name {
+				t.Fatalf("%s: volume %s is not the claim %s", what, v.Name, m.pvc.Name)
 			}
-			rwx := false
-			for _, am := range m.pvcSpec.AccessModes {
-				rwx = rwx || am == "ReadWriteMany"
-			}
-			if !rwx {
-				t.Fatalf("claim %s: access modes %v, want ReadWriteMany (pods on several nodes write to it)", m.pvc.Metadata.Name, m.pvcSpec.AccessModes)
+			if !slices.Contains(m.pvc.Spec.AccessModes, corev1.ReadWriteMany) {
+				t.Fatalf("claim %s: access modes %v, want ReadWriteMany (pods on several nodes write to it)", m.pvc.Name, m.pvc.Spec.AccessModes)
 			}
 			return vm
 		}
 		t.Fatalf("%s: mount %s names no volume", what, vm.Name)
 	}
 	t.Fatalf("%s: %s is on no mounted volume", what, path)
-	return volumeMount{}
+	return corev1.VolumeMount{}
 }
 
 // TestReportJobReadsTheRun checks the merge step: the report Job reads the
-// directory the shards write to, of the same run id, on the same claim.
+// directory the shards write to, of the same run id, on the same claim, and
+// waits, suspended, until it is started after the shards.
 func TestReportJobReadsTheRun(t *testing.T) {
-	m := load(t)
-	rs := m.repSpec
-	if rs.CompletionMode == "Indexed" || (rs.Completions != nil && *rs.Completions != 1) {
-		t.Errorf("the report Job is one pod")
+	for _, dir := range dirs {
+		t.Run(dir, func(t *testing.T) {
+			m := render(t, dir)
+			rs := m.report.Spec
+			if rs.CompletionMode != nil && *rs.CompletionMode == batchv1.IndexedCompletion || rs.Completions != nil && *rs.Completions != 1 {
+				t.Errorf("the report Job is one pod")
+			}
+			if rs.BackoffLimit == nil || *rs.BackoffLimit != 0 {
+				t.Errorf("report Job: backoffLimit must be 0")
+			}
+			if rs.Suspend == nil || !*rs.Suspend {
+				t.Errorf("report Job: applied with the run, it must be suspended, or it reports before the shards have written")
+			}
+			c := only(t, "report", rs.Template.Spec)
+			if len(c.Args) < 2 || c.Args[0] != "report" {
+				t.Fatalf("report args %q, want closeload report", c.Args)
+			}
+			dir := c.Args[len(c.Args)-1]
+			jc := m.job.Spec.Template.Spec.Containers[0]
+			if want := filepath.Dir(flagValue(t, jc.Args, "out")); dir != want {
+				t.Errorf("report reads %q, want the shards' directory %q", dir, want)
+			}
+			if got, want := envSource(c, "RUN_ID"), envSource(jc, "RUN_ID"); got != want || got == "" {
+				t.Errorf("report's RUN_ID from %q, the job's from %q: want one source", got, want)
+			}
+			if c.Image != jc.Image {
+				t.Errorf("report image %q, shards' %q: want one image", c.Image, jc.Image)
+			}
+			sharedMount(t, m, "report", rs.Template.Spec, c, dir)
+		})
 	}
-	if rs.BackoffLimit == nil || *rs.BackoffLimit != 0 {
-		t.Errorf("report Job: backoffLimit must be 0")
+}
+
+// readEnvFile reads a configMapGenerator env file: KEY=VALUE lines.
+func readEnvFile(t *testing.T, name string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := only(t, "report", rs.Template.Spec)
-	if len(c.Args) < 2 || c.Args[0] != "report" {
-		t.Fatalf("report args %q, want closeload report", c.Args)
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: %q is not KEY=VALUE", name, line)
+		}
+		out[k] = v
 	}
-	dir := c.Args[len(c.Args)-1]
-	jc := m.jobSpec.Template.Spec.Containers[0]
-	if want := filepath.Dir(flagValue(t, jc.Args, "out")); dir != want {
-		t.Errorf("report reads %q, want the shards' directory %q", dir, want)
+	return out
+}
+
+// runSettings checks what an overlay set: the shard count, the run's
+// settings as the pods read them, and the image of both Jobs.
+func runSettings(t *testing.T, m manifests, shards int, data map[string]string, image string) {
+	t.Helper()
+	js := m.job.Spec
+	if int(*js.Completions) != shards || int(*js.Parallelism) != shards {
+		t.Errorf("completions %d, parallelism %d, want %d", *js.Completions, *js.Parallelism, shards)
 	}
-	if got, want := envSource(c, "RUN_ID"), envSource(jc, "RUN_ID"); got != want || got == "" {
-		t.Errorf("report's RUN_ID from %q, the job's from %q: want one source", got, want)
+	c := only(t, "job", js.Template.Spec)
+	if got := flagValue(t, podArgs(t, m, c, shards-1, nil, "/results"), "shard"); got != fmt.Sprintf("%d/%d", shards-1, shards) {
+		t.Errorf("last pod: --shard %s, want %d/%d", got, shards-1, shards)
 	}
-	sharedMount(t, m, "report", rs.Template.Spec, c, dir)
+	for k, v := range data {
+		if m.config.Data[k] != v {
+			t.Errorf("ConfigMap %s: %s=%q, want %q", m.config.Name, k, m.config.Data[k], v)
+		}
+	}
+	for _, ct := range []corev1.Container{c, only(t, "report", m.report.Spec.Template.Spec)} {
+		if ct.Image != image {
+			t.Errorf("container %s: image %q, want %q", ct.Name, ct.Image, image)
+		}
+	}
+}
+
+// TestOverlayExample renders the example overlay and checks that it changed
+// what it says it changes, from the base's values.
+func TestOverlayExample(t *testing.T) {
+	base := load(t)
+	runSettings(t, base, 4, map[string]string{"SHARDS": "4", "TARGET": "unset", "START_AT": "unset", "RUN_ID": "unset"}, "closeload:dev")
+	run := readEnvFile(t, "example/run.env")
+	if run["START_AT"] == "" || run["RUN_ID"] == "" {
+		t.Fatalf("example/run.env sets %v, want START_AT and RUN_ID", run)
+	}
+	run["SHARDS"], run["TARGET"] = "8", "10.0.3.7:9000"
+	runSettings(t, render(t, "example"), 8, run, "registry.example.com/closeload:v0.9.0")
+}
+
+// TestOverlaySetsTheRun writes an overlay as a user would, with other
+// values than the example's, and checks the render has them: the shard
+// count, target, start time, run id and image come from kustomize alone.
+func TestOverlaySetsTheRun(t *testing.T) {
+	tests := []struct {
+		name   string
+		shards int
+		target string
+		image  string // images: newName and newTag
+	}{
+		{"three shards", 3, "192.0.2.10:8080", "ghcr.io/someone/closeload:1.2.3"},
+		{"sixteen shards", 16, "[2001:db8::7]:9000", "closeload:canary"},
+	}
+	base, err := filepath.Abs("base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shardsComponent, err := filepath.Abs("components/shards")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// kustomize takes other kustomizations by relative path only.
+			baseRel, err := filepath.Rel(dir, base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shardsRel, err := filepath.Rel(dir, shardsComponent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, tag, _ := strings.Cut(tc.image[strings.LastIndexByte(tc.image, '/')+1:], ":")
+			name = tc.image[:strings.LastIndexByte(tc.image, '/')+1] + name
+			startAt := "2027-01-15T08:30:00Z"
+			runID := "k8s-" + strings.ReplaceAll(tc.name, " ", "-")
+			k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+configMapGenerator:
+  - name: closeload-run
+    behavior: merge
+    literals:
+      - SHARDS=%d
+      - TARGET=%s
+    envs:
+      - run.env
+components:
+  - %s
+images:
+  - name: closeload
+    newName: %s
+    newTag: %q
+`, baseRel, tc.shards, tc.target, shardsRel, name, tag)
+			env := fmt.Sprintf("START_AT=%s\nRUN_ID=%s\n", startAt, runID)
+			for file, text := range map[string]string{"kustomization.yaml": k, "run.env": env} {
+				if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := render(t, dir)
+			runSettings(t, m, tc.shards, map[string]string{
+				"SHARDS": strconv.Itoa(tc.shards), "TARGET": tc.target, "START_AT": startAt, "RUN_ID": runID,
+			}, tc.image)
+			checkShardWiring(t, m)
+		})
+	}
 }
 
 // safeSysctls is Kubernetes' safe set (kubernetes.io/docs/tasks/
@@ -480,7 +432,11 @@ var safeSysctls = map[string]string{
 // registry, which records them.
 func TestJobSysctls(t *testing.T) {
 	m := load(t)
-	for _, s := range m.jobSpec.Template.Spec.SecurityContext.Sysctls {
+	sc := m.job.Spec.Template.Spec.SecurityContext
+	if sc == nil || len(sc.Sysctls) == 0 {
+		t.Fatalf("the Job sets no pod sysctl; it widens ip_local_port_range")
+	}
+	for _, s := range sc.Sysctls {
 		since, ok := safeSysctls[s.Name]
 		if !ok {
 			t.Errorf("sysctl %s is not in Kubernetes' safe set: pods would be rejected unless every node's kubelet allows it", s.Name)
@@ -497,7 +453,7 @@ func TestJobSysctls(t *testing.T) {
 // podArgs returns a container's arguments as the kubelet would pass them to
 // the pod of the given index, with the ConfigMap's values (overridden by
 // set) and the results mount moved to dir.
-func podArgs(t *testing.T, m manifests, c container, index int, set map[string]string, dir string) []string {
+func podArgs(t *testing.T, m manifests, c corev1.Container, index int, set map[string]string, dir string) []string {
 	t.Helper()
 	env := map[string]string{}
 	for _, e := range c.Env {
@@ -505,10 +461,16 @@ func podArgs(t *testing.T, m manifests, c container, index int, set map[string]s
 		case src == "field "+indexAnnotation:
 			env[e.Name] = strconv.Itoa(index)
 		case strings.HasPrefix(src, "configmap "):
-			key := e.ValueFrom.ConfigMapKeyRef.Key
-			v, ok := set[key]
+			ref := e.ValueFrom.ConfigMapKeyRef
+			if ref.Name != m.config.Name {
+				t.Fatalf("variable %s reads ConfigMap %s, which the manifests do not make", e.Name, ref.Name)
+			}
+			v, ok := set[ref.Key]
 			if !ok {
-				v = m.config.Data[key]
+				v, ok = m.config.Data[ref.Key]
+			}
+			if !ok {
+				t.Fatalf("variable %s: ConfigMap %s has no key %s", e.Name, ref.Name, ref.Key)
 			}
 			env[e.Name] = v
 		case strings.HasPrefix(src, "value "):

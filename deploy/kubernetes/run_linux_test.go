@@ -81,9 +81,9 @@ func TestManifestRunsAsShards(t *testing.T) {
 		t.Skip("builds closeload and runs a short sharded load on loopback")
 	}
 	m := load(t)
-	pod := m.jobSpec.Template.Spec
+	pod := m.job.Spec.Template.Spec
 	c := only(t, "job", pod)
-	n := *m.jobSpec.Completions
+	n := int(*m.job.Spec.Completions)
 	bin := binarytest.Closeload(t)
 	dir := t.TempDir()
 
@@ -168,7 +168,7 @@ func TestManifestRunsAsShards(t *testing.T) {
 	t.Logf("served: %s", strings.TrimSpace(served))
 
 	// The report Job's command line on the shared directory.
-	rc := only(t, "report", m.repSpec.Template.Spec)
+	rc := only(t, "report", m.report.Spec.Template.Spec)
 	rargs := podArgs(t, m, rc, 0, map[string]string{"RUN_ID": runID}, dir)
 	code, out := runBin(t, bin, rargs)
 	if code != 0 {

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/closeload/closeload/sysctl"
+	"github.com/closeload/closeload/kernel"
 )
 
 // insideEnv names the test that the re-executed child is to run inside the
@@ -74,7 +74,7 @@ func Run(t *testing.T, body func(t *testing.T)) {
 // namespace: CLONE_NEWNET as root, CLONE_NEWUSER|CLONE_NEWNET with the
 // caller's uid and gid mapped to root inside otherwise.
 func Attr() *syscall.SysProcAttr {
-	a, _ := sysctl.IsolationAttr()
+	a, _ := kernel.IsolationAttr()
 	return a
 }
 
@@ -88,6 +88,5 @@ func Unavailable(t *testing.T, reason string) {
 }
 
 // LoopbackUp sets the loopback interface of the current network namespace
-// up; a fresh namespace starts with it down. The code lives in sysctl, which
-// isolated runs use too.
-func LoopbackUp() error { return sysctl.LoopbackUp() }
+// up; a fresh namespace starts with it down.
+func LoopbackUp() error { return kernel.LoopbackUp() }

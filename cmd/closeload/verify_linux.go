@@ -158,3 +158,12 @@ func listClaims(cmd *cobra.Command, claims []verify.Claim, format string) error 
 	}
 	return tw.Flush()
 }
+
+// claimCandidates are the claims for completion.
+func claimCandidates() []candidate {
+	var out []candidate
+	for _, c := range verify.Catalogue() {
+		out = append(out, candidate{c.Name, c.Statement})
+	}
+	return out
+}

@@ -18,10 +18,16 @@ type plotSample struct {
 	States  plotStates `json:"states"`
 	Cycles  uint64     `json:"cycles"`
 	Errors  uint64     `json:"errors"`
+	// Sides splits States by side of the connection ("client", "target")
+	// when the record has the split.
+	Sides map[string]plotStates `json:"sides"`
 	// NoStates is set when the sample's states were not counted.
 	NoStates bool     `json:"-"`
 	Missing  []string `json:"missing"`
 }
+
+// sideOrder is the order sides are drawn in, left to right.
+var sideOrder = []string{"client", "target"}
 
 // plotStates holds the timeline's states by name, as a record spells them.
 type plotStates struct {
@@ -61,11 +67,6 @@ func (s *plotStates) get(name string) results.StateCount {
 	return results.StateCount{}
 }
 
-func statesFrom(m map[string]results.StateCount) plotStates {
-	return plotStates{TimeWait: m["TIME_WAIT"], FinWait2: m["FIN_WAIT2"], CloseWait: m["CLOSE_WAIT"], Established: m["ESTABLISHED"],
-		FinWait1: m["FIN_WAIT1"], Closing: m["CLOSING"], LastAck: m["LAST_ACK"], SynSent: m["SYN_SENT"], SynRecv: m["SYN_RECV"]}
-}
-
 // plotRun is one repeat's series as the plots draw it.
 type plotRun struct {
 	samples []plotSample
@@ -101,15 +102,24 @@ func (c *Comparison) plotRuns() ([][]plotRun, bool, error) {
 				g := c.groups[j.vi]
 				r := g.runs[j.ri]
 				pr := plotRun{interval: r.Config.Interval.Seconds()}
-				if j.ri < len(g.series) && g.series[j.ri] != nil {
-					if err := json.Unmarshal(g.series[j.ri], &pr.samples); err != nil {
+				raw := json.RawMessage(nil)
+				if j.ri < len(g.series) {
+					raw = g.series[j.ri]
+				}
+				if raw == nil && len(r.Series) > 0 {
+					// Decoded already (a shard merge needed it): one way to
+					// read a sample, through its JSON.
+					b, err := json.Marshal(r.Series)
+					if err != nil {
 						errs[i] = fmt.Errorf("run %s: series: %w", r.ID, err)
 						continue
 					}
-				} else {
-					pr.samples = make([]plotSample, len(r.Series))
-					for k, s := range r.Series {
-						pr.samples[k] = plotSample{Elapsed: s.Elapsed, States: statesFrom(s.States), Cycles: s.Cycles, Errors: s.Errors, Missing: s.Missing}
+					raw = b
+				}
+				if raw != nil {
+					if err := json.Unmarshal(raw, &pr.samples); err != nil {
+						errs[i] = fmt.Errorf("run %s: series: %w", r.ID, err)
+						continue
 					}
 				}
 				for k := range pr.samples {

@@ -4,6 +4,7 @@ import (
 	"image/color"
 	"math"
 	"sort"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -66,7 +67,7 @@ type repeatValues struct {
 
 // stateValues buckets one repeat's count of a state, keeping each bucket's
 // highest count. Samples whose states were not counted are skipped.
-func (b bucketing) stateValues(r plotRun, get func(*plotSample) float64) repeatValues {
+func (b bucketing) stateValues(r plotRun, get func(*plotSample) (float64, bool)) repeatValues {
 	rv := repeatValues{v: nanSlice(b.n), t: make([]float64, b.n)}
 	cnt := make([]int, b.n)
 	for k := range r.samples {
@@ -74,8 +75,11 @@ func (b bucketing) stateValues(r plotRun, get func(*plotSample) float64) repeatV
 		if s.NoStates {
 			continue
 		}
+		v, ok := get(s)
+		if !ok {
+			continue
+		}
 		i := b.index(s.Elapsed)
-		v := get(s)
 		if math.IsNaN(rv.v[i]) || v > rv.v[i] {
 			rv.v[i] = v
 		}
@@ -228,62 +232,45 @@ func timeAxis(p *plot.Plot, lo, hi float64) {
 
 // statePlot draws one panel per socket state over time, every variant in
 // it (median of its repeats as a line, their range as a band), on the
-// time axis the samples cover. FIN_WAIT2's orphans are dashed.
+// time axis the samples cover. FIN_WAIT2's orphans are dashed. When the
+// records split states by side, each state gets a panel per side (client
+// left, target right), so TIME_WAIT held by a server is not read as the
+// client's.
 func (c *Comparison) statePlot() (Plot, bool, error) {
 	runs, have, err := c.plotRuns()
 	if err != nil || !have {
 		return Plot{}, false, err
 	}
 	bk := newBucketing(runs)
+	sides := sidesOf(runs)
+	views := []string{""}
+	if len(sides) > 0 {
+		views = sides
+	}
 	var panels []*plot.Plot
 	orphans := false
 	for _, st := range timelineStates {
-		bands := make([]band, len(c.groups))
-		var orph []band
-		any := false
-		tlo, thi := math.Inf(1), math.Inf(-1)
-		for vi, rs := range runs {
-			var reps, oreps []repeatValues
-			for _, r := range rs {
-				if len(r.samples) == 0 {
-					continue
+		row := make([]*plot.Plot, len(views))
+		anyView := false
+		for wi, side := range views {
+			pick := func(s *plotSample) (*plotStates, bool) {
+				if side == "" {
+					return &s.States, true
 				}
-				reps = append(reps, bk.stateValues(r, func(s *plotSample) float64 { return float64(s.States.get(st).Total) }))
-				if st == "FIN_WAIT2" {
-					oreps = append(oreps, bk.stateValues(r, func(s *plotSample) float64 { return float64(s.States.FinWait2.Orphaned) }))
-				}
+				ss, ok := s.Sides[side]
+				return &ss, ok
 			}
-			bands[vi] = combine(reps)
-			any = any || bands[vi].nonzero()
-			if len(bands[vi].x) > 0 {
-				tlo, thi = math.Min(tlo, bands[vi].x[0]), math.Max(thi, bands[vi].x[len(bands[vi].x)-1])
-			}
-			if st == "FIN_WAIT2" {
-				orph = append(orph, combine(oreps))
-			}
-		}
-		if !any {
-			continue
-		}
-		p := newPlot(st, "seconds", "sockets")
-		hi := 0.0
-		for vi, bd := range bands {
-			if err := bd.draw(p, variantColor(vi), false); err != nil {
+			p, nonzero, orph, err := c.statePanel(runs, bk, st, side, pick)
+			if err != nil {
 				return Plot{}, false, err
 			}
-			hi = math.Max(hi, bd.max())
+			row[wi] = p
+			anyView = anyView || nonzero
+			orphans = orphans || orph
 		}
-		for vi, bd := range orph {
-			if bd.nonzero() {
-				orphans = true
-				if err := bd.draw(p, variantColor(vi), true); err != nil {
-					return Plot{}, false, err
-				}
-			}
+		if anyView {
+			panels = append(panels, row...)
 		}
-		countAxis(p, hi)
-		timeAxis(p, tlo, thi)
-		panels = append(panels, p)
 	}
 	if len(panels) == 0 {
 		return Plot{}, false, nil
@@ -293,7 +280,95 @@ func (c *Comparison) statePlot() (Plot, bool, error) {
 		legend = append(legend, legendEntry{name: "FIN_WAIT2 orphaned (dashed)", thumb: dashedGrey()})
 	}
 	legend = append(legend, bandLegend(c.groups)...)
-	return figure("states", "Socket states over time (line: median of the repeats; band: their range)", panels, 2, 3*vg.Inch, legend), true, nil
+	title := "Socket states over time (line: median of the repeats; band: their range)"
+	if len(sides) > 0 {
+		title = "Socket states over time by side: " + strings.Join(sides, ", ") + " (line: median of the repeats; band: their range)"
+	}
+	return figure("states", title, panels, 2, 3*vg.Inch, legend), true, nil
+}
+
+// sidesOf lists the sides the samples split their states by, in draw order.
+func sidesOf(runs [][]plotRun) []string {
+	seen := map[string]bool{}
+	for _, rs := range runs {
+		for _, r := range rs {
+			for i := range r.samples {
+				for side := range r.samples[i].Sides {
+					seen[side] = true
+				}
+			}
+		}
+	}
+	var out []string
+	for _, s := range sideOrder {
+		if seen[s] {
+			out = append(out, s)
+			delete(seen, s)
+		}
+	}
+	rest := make([]string, 0, len(seen))
+	for s := range seen {
+		rest = append(rest, s)
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
+}
+
+// statePanel draws one state (on one side, if side is set) for every
+// variant; nonzero says whether any variant ever had a socket in it.
+func (c *Comparison) statePanel(runs [][]plotRun, bk bucketing, st, side string, pick func(*plotSample) (*plotStates, bool)) (*plot.Plot, bool, bool, error) {
+	bands := make([]band, len(runs))
+	orph := make([]band, len(runs))
+	nonzero, orphans := false, false
+	tlo, thi := math.Inf(1), math.Inf(-1)
+	for vi, rs := range runs {
+		var reps, oreps []repeatValues
+		for _, r := range rs {
+			if len(r.samples) == 0 {
+				continue
+			}
+			reps = append(reps, bk.stateValues(r, func(s *plotSample) (float64, bool) {
+				ss, ok := pick(s)
+				return float64(ss.get(st).Total), ok
+			}))
+			if st == "FIN_WAIT2" {
+				oreps = append(oreps, bk.stateValues(r, func(s *plotSample) (float64, bool) {
+					ss, ok := pick(s)
+					return float64(ss.FinWait2.Orphaned), ok
+				}))
+			}
+		}
+		bands[vi], orph[vi] = combine(reps), combine(oreps)
+		nonzero = nonzero || bands[vi].nonzero()
+		if len(bands[vi].x) > 0 {
+			tlo, thi = math.Min(tlo, bands[vi].x[0]), math.Max(thi, bands[vi].x[len(bands[vi].x)-1])
+		}
+	}
+	title := st
+	if side != "" {
+		title += " on the " + side + " side"
+	}
+	p := newPlot(title, "seconds", "sockets")
+	hi := 0.0
+	for vi, bd := range bands {
+		if err := bd.draw(p, variantColor(vi), false); err != nil {
+			return nil, false, false, err
+		}
+		hi = math.Max(hi, bd.max())
+	}
+	for vi, bd := range orph {
+		if bd.nonzero() {
+			orphans = true
+			if err := bd.draw(p, variantColor(vi), true); err != nil {
+				return nil, false, false, err
+			}
+		}
+	}
+	countAxis(p, hi)
+	if !math.IsInf(tlo, 0) {
+		timeAxis(p, tlo, thi)
+	}
+	return p, nonzero, orphans, nil
 }
 
 // bandLegend explains the band when some variant has repeats.

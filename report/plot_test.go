@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/plot/vg"
@@ -110,7 +112,7 @@ func TestShortRunDrawsALine(t *testing.T) {
 	bk := newBucketing(runs)
 	var reps []repeatValues
 	for _, r := range runs[0] {
-		reps = append(reps, bk.stateValues(r, func(s *plotSample) float64 { return float64(s.States.TimeWait.Total) }))
+		reps = append(reps, bk.stateValues(r, func(s *plotSample) (float64, bool) { return float64(s.States.TimeWait.Total), true }))
 	}
 	bd := combine(reps)
 	if len(bd.x) <= 3 {
@@ -162,11 +164,58 @@ func TestLongSeriesDownsampled(t *testing.T) {
 	if bk.n > MaxSeriesPoints+1 {
 		t.Errorf("%d buckets for 200k samples, want at most %d", bk.n, MaxSeriesPoints+1)
 	}
-	bd := combine([]repeatValues{bk.stateValues(runs[0][0], func(s *plotSample) float64 { return float64(s.States.TimeWait.Total) })})
+	bd := combine([]repeatValues{bk.stateValues(runs[0][0], func(s *plotSample) (float64, bool) { return float64(s.States.TimeWait.Total), true })})
 	if len(bd.x) > MaxSeriesPoints+1 || len(bd.x) < MaxSeriesPoints/2 {
 		t.Errorf("line of %d points, want about %d", len(bd.x), MaxSeriesPoints)
 	}
 	if got := bd.max(); got != float64(peak) {
 		t.Errorf("peak TIME_WAIT after reduction %g, want %d", got, peak)
+	}
+}
+
+// TestStatesBySide gives a real record's samples the client/target split
+// that collectors which know the sides write (here: every socket on the
+// client side), and checks each state gets a panel per side, client left.
+func TestStatesBySide(t *testing.T) {
+	data, err := os.ReadFile("../results/baseline/client-halfclose/r0.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range doc["series"].([]any) {
+		smp := s.(map[string]any)
+		smp["sides"] = map[string]any{"client": smp["states"], "target": map[string]any{}}
+	}
+	data, err = json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sides.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := loadCompare(t, []string{path}, Options{})
+	p, ok, err := c.statePlot()
+	if err != nil || !ok {
+		t.Fatalf("state plot: %v, %v", ok, err)
+	}
+	if !strings.Contains(p.Title, "by side") {
+		t.Errorf("title %q does not say the states are by side", p.Title)
+	}
+	for _, row := range p.grid {
+		if len(row) != 2 || row[0] == nil || row[1] == nil {
+			t.Fatalf("row of %d panels, want client and target", len(row))
+		}
+		l, r := row[0].Title.Text, row[1].Title.Text
+		if !strings.HasSuffix(l, "on the client side") || !strings.HasSuffix(r, "on the target side") ||
+			strings.TrimSuffix(l, " on the client side") != strings.TrimSuffix(r, " on the target side") {
+			t.Errorf("row %q | %q, want one state, client then target", l, r)
+		}
+		if row[1].Y.Max != 1 {
+			t.Errorf("%s: an empty side's panel has axis ..%g, want 0..1", r, row[1].Y.Max)
+		}
 	}
 }

@@ -171,32 +171,49 @@ func newPlot(title, x, y string) *plot.Plot {
 // legendStyle is the legend strip's text.
 var legendStyle = text.Style{Font: font.From(plot.DefaultFont, 13), Handler: plot.DefaultTextHandler, Color: color.Black}
 
-// drawLegend draws the entries left to right along the top of c, wrapping
-// to further lines as needed, and returns the height it used.
-func drawLegend(c draw.Canvas, entries []legendEntry) vg.Length {
-	const thumbW = 22
+// legendThumbWidth is the width of a legend entry's mark.
+const legendThumbWidth = 22
+
+// legendLayout places the entries left to right in a strip of width w,
+// wrapping to further lines as needed: each entry's offset from the strip's
+// top-left corner (y grows downwards), and the strip's height.
+func legendLayout(w vg.Length, entries []legendEntry) ([]vg.Point, vg.Length) {
 	pad := vg.Millimeter * 3
 	lineH := legendStyle.Rectangle("Mg").Max.Y + vg.Millimeter*1.5
-	x, y := c.Min.X+pad, c.Max.Y-pad-lineH
-	for _, e := range entries {
+	x, y := pad, pad+lineH
+	pos := make([]vg.Point, len(entries))
+	for i, e := range entries {
 		// Browsers draw an SVG's text in their own fonts, often wider than
 		// the metrics here: leave room.
-		w := vg.Points(thumbW) + vg.Millimeter + legendStyle.Width(e.name)*1.2 + pad*2
-		if x+w > c.Max.X-pad && x > c.Min.X+pad {
-			x, y = c.Min.X+pad, y-lineH
+		ew := vg.Points(legendThumbWidth) + vg.Millimeter + legendStyle.Width(e.name)*1.2 + pad*2
+		if x+ew > w-pad && x > pad {
+			x, y = pad, y+lineH
 		}
-		icon := &draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: x, Y: y + vg.Millimeter*0.5}, Max: vg.Point{X: x + vg.Points(thumbW), Y: y + lineH - vg.Millimeter}}}
-		e.thumb.Thumbnail(icon)
-		c.FillText(legendStyle, vg.Point{X: x + vg.Points(thumbW) + vg.Millimeter, Y: y + vg.Millimeter*0.5}, e.name)
-		x += w
+		pos[i] = vg.Point{X: x, Y: y}
+		x += ew
 	}
-	return c.Max.Y - y + vg.Millimeter
+	return pos, y + vg.Millimeter
+}
+
+// drawLegend draws the entries along the top of c and returns the height
+// it used.
+func drawLegend(c draw.Canvas, entries []legendEntry) vg.Length {
+	pos, h := legendLayout(c.Max.X-c.Min.X, entries)
+	lineH := legendStyle.Rectangle("Mg").Max.Y + vg.Millimeter*1.5
+	for i, e := range entries {
+		x, y := c.Min.X+pos[i].X, c.Max.Y-pos[i].Y
+		icon := &draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: x, Y: y + vg.Millimeter*0.5},
+			Max: vg.Point{X: x + vg.Points(legendThumbWidth), Y: y + lineH - vg.Millimeter}}}
+		e.thumb.Thumbnail(icon)
+		c.FillText(legendStyle, vg.Point{X: x + vg.Points(legendThumbWidth) + vg.Millimeter, Y: y + vg.Millimeter*0.5}, e.name)
+	}
+	return h
 }
 
 // legendHeight is how much a legend strip takes in a figure of width w.
 func legendHeight(w vg.Length, entries []legendEntry) vg.Length {
-	img := vgimg.NewWith(vgimg.UseWH(w, 10*vg.Inch), vgimg.UseDPI(PNGDPI))
-	return drawLegend(draw.New(img), entries)
+	_, h := legendLayout(w, entries)
+	return h
 }
 
 // variantLegend is a legend of the variants' colours.

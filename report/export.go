@@ -41,13 +41,15 @@ type ExportRow struct {
 // Export is the JSON output: the variants, one row per scenario, metric
 // and variant, and what the reader must know.
 type Export struct {
-	Alpha      float64     `json:"alpha"`
-	Confidence float64     `json:"confidence"`
-	Baseline   string      `json:"baseline"`
-	Variants   []Variant   `json:"variants"`
-	Rows       []ExportRow `json:"rows"`
-	Notes      []string    `json:"notes,omitempty"`
-	Skipped    []Skipped   `json:"skipped,omitempty"`
+	Alpha      float64 `json:"alpha"`
+	Confidence float64 `json:"confidence"`
+	// Baseline is the index of the baseline in Variants (its rows say
+	// "baseline": true).
+	Baseline int         `json:"baseline"`
+	Variants []Variant   `json:"variants"`
+	Rows     []ExportRow `json:"rows"`
+	Notes    []string    `json:"notes,omitempty"`
+	Skipped  []Skipped   `json:"skipped,omitempty"`
 }
 
 // ExportRows flattens the tables into rows that each name their variant.
@@ -132,7 +134,7 @@ func optNum(v *float64) string {
 func (c *Comparison) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(Export{Alpha: c.Alpha, Confidence: c.Confidence, Baseline: c.Variants[c.Baseline].Name,
+	return enc.Encode(Export{Alpha: c.Alpha, Confidence: c.Confidence, Baseline: c.Baseline,
 		Variants: c.Variants, Rows: c.ExportRows(), Notes: c.Notes, Skipped: c.Skipped})
 }
 

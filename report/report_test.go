@@ -308,8 +308,8 @@ func TestJSON(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Variants) != 2 || len(back.Rows) != len(c.ExportRows()) || len(back.Skipped) != 1 || back.Baseline != "tcp_tw_reuse=0" {
-		t.Errorf("round trip: %d variants, %d rows, skipped %v, baseline %q", len(back.Variants), len(back.Rows), back.Skipped, back.Baseline)
+	if len(back.Variants) != 2 || len(back.Rows) != len(c.ExportRows()) || len(back.Skipped) != 1 || back.Variants[back.Baseline].Name != "tcp_tw_reuse=0" {
+		t.Errorf("round trip: %d variants, %d rows, skipped %v, baseline %d", len(back.Variants), len(back.Rows), back.Skipped, back.Baseline)
 	}
 	row := back.Rows[1]
 	if row.Metric != "cycles/s" || row.Variant != "tcp_tw_reuse=1" || row.Verdict != VerdictTooFew || len(row.Values) != 3 {

@@ -164,3 +164,80 @@ func BenchmarkReportHTML(b *testing.B) {
 		b.ReportMetric(float64(st.Size()), "html-bytes")
 	}
 }
+
+// largeSamples makes one record of about 200 MB, the size of a long run
+// sampled finely.
+const largeSamples = 300_000
+
+// BenchmarkReportLargeRecord plots and pages two variants of one record
+// each with largeSamples samples: the series is reduced before it is drawn,
+// so this takes seconds (reading the JSON is most of it), not minutes.
+//
+//	go test ./benchmarks -run '^$' -bench ReportLargeRecord -benchtime 1x
+func BenchmarkReportLargeRecord(b *testing.B) {
+	dir := b.TempDir()
+	hists := benchHistograms(b, 4)
+	rng := rand.New(rand.NewPCG(5, 6))
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var bytes int64
+	for v := range 2 {
+		start := t0.Add(time.Duration(v) * 100 * time.Hour)
+		r := &results.Run{
+			Schema: results.SchemaVersion, ID: fmt.Sprintf("large-%d", v), Variant: fmt.Sprintf("net.ipv4.tcp_tw_reuse=%d", v),
+			Provenance: results.Provenance{Tool: "closeload", Version: "bench", Kernel: "6.18.0", Hostname: "bench", Cores: 2, GOMAXPROCS: 2, Namespace: "isolated"},
+			Config: results.Config{Shape: "closed", Conns: 64, Duration: largeSamples * 100 * time.Millisecond, Interval: 100 * time.Millisecond,
+				BuiltinTarget: true, Mix: []results.MixEntry{{Scenario: "client-halfclose", Weight: 1}}},
+			Sysctls: results.Sysctls{Applied: map[string]string{"net.ipv4.tcp_tw_reuse": fmt.Sprint(v)}, Mode: "isolated"},
+			Start:   start, End: start.Add(largeSamples * 100 * time.Millisecond), MeasuredSeconds: largeSamples / 10,
+			Peaks: map[string]results.StateCount{},
+		}
+		sc := results.ScenarioResult{Name: "client-halfclose", Cycles: 1e8, Phases: map[string]results.Phase{}}
+		for pi, ph := range []string{"connect", "first_byte", "drain", "total"} {
+			sc.Phases[ph] = hists[pi]
+		}
+		r.Scenarios = []results.ScenarioResult{sc}
+		r.Series = make([]results.Sample, largeSamples)
+		for s := range r.Series {
+			smp := results.Sample{T: start.Add(time.Duration(s+1) * 100 * time.Millisecond), Elapsed: float64(s+1) / 10,
+				States: map[string]results.StateCount{}, Counters: map[string]int64{}, Cycles: uint64(500 + rng.IntN(50))}
+			for _, st := range reportStates {
+				smp.States[st] = results.StateCount{Total: uint64(rng.IntN(30_000))}
+				if smp.States[st].Total > r.Peaks[st].Total {
+					r.Peaks[st] = smp.States[st]
+				}
+			}
+			for _, c := range reportCounters[:12] {
+				smp.Counters[c] = int64(rng.IntN(10_000))
+			}
+			r.Series[s] = smp
+		}
+		path := filepath.Join(dir, r.ID+".json")
+		if err := results.Write(path, r); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := os.Stat(path); err == nil {
+			bytes += st.Size()
+		}
+	}
+	out := b.TempDir()
+	var page time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		in, _, err := report.Load([]string{dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := report.CompareInputs(in, report.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := report.WriteHTML(out, c, nil); err != nil {
+			b.Fatal(err)
+		}
+		page += time.Since(t0)
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/report")
+	b.ReportMetric(page.Seconds()/float64(b.N), "s/plots+page")
+	b.ReportMetric(float64(bytes)/2/1e6, "MB/record")
+}

@@ -47,6 +47,9 @@ type Comparison struct {
 	Skipped []Skipped `json:"skipped,omitempty"`
 
 	groups []*variantGroup
+	// plotCache holds the series as the plots draw them, once decoded.
+	plotCache [][]plotRun
+	plotHave  bool
 }
 
 // Variant is one group of repeats.

@@ -1,30 +1,23 @@
 package report
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"sort"
 	"time"
-
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/closeload/closeload/results"
 )
 
 // WriteHlog writes the comparison's latency histograms as an HdrHistogram
 // interval log (.hlog) that HistogramLogAnalyzer, HistogramLogProcessor and
-// hdrhistogram-go's reader open: one interval per run (its shards merged),
-// scenario and phase, spanning the run's measured window, tagged
-// VARIANT/SCENARIO/PHASE. Summing a tag's intervals gives the variant's
-// histogram merged over its repeats. Values are nanoseconds.
+// hdrhistogram-go's reader open: per run (its shards merged), spanning its
+// measured window, one untagged interval of the total phase merged over the
+// run's scenarios (what the tools read without a tag) and one interval per
+// scenario and phase tagged VARIANT/SCENARIO/PHASE. Summing a tag's
+// intervals gives the variant's histogram merged over its repeats. Values
+// are nanoseconds.
 func (c *Comparison) WriteHlog(w io.Writer) error {
-	type line struct {
-		tag        string
-		start, end time.Time
-		h          *hdrhistogram.Histogram
-	}
-	var lines []line
+	var intervals []results.HlogInterval
 	var base time.Time
 	for _, g := range c.groups {
 		for _, r := range g.runs {
@@ -36,6 +29,7 @@ func (c *Comparison) WriteHlog(w io.Writer) error {
 			if base.IsZero() || start.Before(base) {
 				base = start
 			}
+			untagged := results.NewHistogram()
 			for _, sc := range r.Scenarios {
 				for _, ph := range c.phasesOf(sc.Name) {
 					if _, ok := sc.Phases[ph]; !ok {
@@ -48,38 +42,19 @@ func (c *Comparison) WriteHlog(w io.Writer) error {
 					if h.TotalCount() == 0 {
 						continue
 					}
-					lines = append(lines, line{tag: slug(g.name) + "/" + slug(sc.Name) + "/" + slug(ph), start: start, end: end, h: h})
+					if ph == untaggedPhase {
+						untagged.Merge(h)
+					}
+					intervals = append(intervals, results.HlogInterval{Tag: slug(g.name) + "/" + slug(sc.Name) + "/" + slug(ph), Start: start, End: end, Histogram: h})
 				}
+			}
+			if untagged.TotalCount() > 0 {
+				intervals = append(intervals, results.HlogInterval{Start: start, End: end, Histogram: untagged})
 			}
 		}
 	}
-	sort.SliceStable(lines, func(a, b int) bool { return lines[a].start.Before(lines[b].start) })
-	bw := bufio.NewWriter(w)
-	lw := hdrhistogram.NewHistogramLogWriter(bw)
-	baseMs := base.UnixMilli()
-	lw.SetBaseTime(baseMs)
-	if err := lw.OutputLogFormatVersion(); err != nil {
-		return err
-	}
-	if err := lw.OutputComment("[closeload report: one interval per run, scenario and phase; Tag=VARIANT/SCENARIO/PHASE; values in ns]"); err != nil {
-		return err
-	}
-	if err := lw.OutputStartTime(baseMs); err != nil {
-		return err
-	}
-	if err := lw.OutputBaseTime(baseMs); err != nil {
-		return err
-	}
-	if err := lw.OutputLegend(); err != nil {
-		return err
-	}
-	for _, l := range lines {
-		l.h.SetTag(l.tag)
-		l.h.SetStartTimeMs(l.start.UnixMilli())
-		l.h.SetEndTimeMs(l.end.UnixMilli())
-		if err := lw.OutputIntervalHistogram(l.h); err != nil {
-			return fmt.Errorf("hlog %s: %w", l.tag, err)
-		}
-	}
-	return bw.Flush()
+	return results.WriteHlog(w, base, "[closeload report: per run, untagged: the total phase over its scenarios; Tag=VARIANT/SCENARIO/PHASE; values in ns]", intervals)
 }
+
+// untaggedPhase is the phase written untagged: the whole connection.
+const untaggedPhase = "total"

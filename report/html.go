@@ -41,9 +41,12 @@ type htmlPage struct {
 	Config   string
 	Variants []htmlVariant
 	Tables   []htmlTable
-	Plots    []htmlPlot
-	Notes    []string
-	Runs     []htmlRun
+	// Lead holds the figures that answer the question (headline, kernel);
+	// Plots the ones over time and by percentile.
+	Lead  []htmlPlot
+	Plots []htmlPlot
+	Notes []string
+	Runs  []htmlRun
 }
 
 type htmlVariant struct {
@@ -136,7 +139,12 @@ func (c *Comparison) htmlPage(runs []*results.Run) (*htmlPage, error) {
 			return nil, fmt.Errorf("plot %s: %w", pl.Name, err)
 		}
 		svg := svgHeader.ReplaceAllLiteralString(b.String(), `<svg class="plot" role="img" aria-label="`+template.HTMLEscapeString(pl.Title)+`" `)
-		p.Plots = append(p.Plots, htmlPlot{Name: pl.Name, Title: pl.Title, SVG: template.HTML(svg)})
+		hp := htmlPlot{Name: pl.Name, Title: pl.Title, SVG: template.HTML(svg)}
+		if pl.Name == "headline" || pl.Name == "kernel" {
+			p.Lead = append(p.Lead, hp)
+		} else {
+			p.Plots = append(p.Plots, hp)
+		}
 	}
 	p.Notes = append(c.advice(), c.allNotes()...)
 	variantOf := map[string]string{}
@@ -216,7 +224,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}}</title>
 <style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto; max-width: 1100px; padding: 0 1em; color: #222; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1em 0; padding: 0 max(1em, 2vw); color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 p.method, p.config { color: #555; margin: 0.3em 0; }
@@ -232,7 +240,8 @@ td.few { color: #888; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px; vertical-align: middle; margin-right: 0.4em; }
 figure { margin: 1.2em 0; }
 figcaption { color: #555; font-size: 0.95em; }
-svg.plot { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
+svg.plot { display: block; width: 100%; max-width: 1600px; height: auto; border: 1px solid #eee; }
+div.scroll { overflow-x: auto; }
 ul.notes li { margin: 0.2em 0; }
 details { margin: 0.4em 0; }
 summary { cursor: pointer; }
@@ -244,6 +253,17 @@ code { font-size: 0.95em; }
 <p>{{.Headline}}</p>
 <p class="method">{{.Method}}</p>
 {{if .Config}}<p class="config">config: {{.Config}}</p>{{end}}
+{{range .Lead}}<figure id="{{.Name}}">
+{{.SVG}}
+<figcaption>{{.Title}}</figcaption>
+</figure>
+{{end}}
+<h2>Over time and by percentile</h2>
+{{range .Plots}}<figure id="{{.Name}}">
+{{.SVG}}
+<figcaption>{{.Title}}</figcaption>
+</figure>
+{{end}}
 <h2>Variants</h2>
 <ul>
 {{range .Variants}}<li><span class="swatch" style="background: {{.Color}}"></span><strong>{{.Name}}</strong>{{if .Role}} ({{.Role}}){{end}}: {{len .Runs}} run(s){{if .Config}}; {{.Config}}{{end}}<br><small>{{range $i, $r := .Runs}}{{if $i}}, {{end}}{{$r}}{{end}}</small></li>
@@ -254,26 +274,20 @@ code { font-size: 0.95em; }
 {{end}}</ul>{{end}}
 <h2>Comparison</h2>
 {{range .Tables}}<h3>{{.Title}}</h3>
-<table>
+<div class="scroll"><table>
 <thead><tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr></thead>
 <tbody>
 {{range .Rows}}<tr>{{range .}}<td class="{{.Class}}"{{if .Title}} title="{{.Title}}"{{end}}>{{.Text}}</td>{{end}}</tr>
 {{end}}</tbody>
-</table>
-{{end}}
-<h2>Plots</h2>
-{{range .Plots}}<figure id="{{.Name}}">
-{{.SVG}}
-<figcaption>{{.Title}}</figcaption>
-</figure>
+</table></div>
 {{end}}
 <h2>Runs</h2>
-<table>
+<div class="scroll"><table>
 <thead><tr><th>run</th><th>shard</th><th>variant</th><th>repeat</th><th>start (UTC)</th><th>measured</th><th>host</th><th>kernel</th><th>closeload</th><th>namespace</th><th>sysctl mode</th></tr></thead>
 <tbody>
 {{range .Runs}}<tr><td>{{.ID}}</td><td>{{.Shard}}</td><td>{{.Variant}}</td><td>{{.Repeat}}</td><td>{{.Start}}</td><td>{{.Measured}}{{if .Interrupted}} <strong>{{.Interrupted}}</strong>{{end}}</td><td>{{.Host}}</td><td>{{.Kernel}}</td><td>{{.Version}}</td><td>{{.Namespace}}</td><td>{{.Mode}}</td></tr>
 {{end}}</tbody>
-</table>
+</table></div>
 {{range .Runs}}<details>
 <summary>{{.ID}}{{if .Shard}} shard {{.Shard}}{{end}}: provenance and sysctls</summary>
 <p>{{.Config}}<br>{{.Go}}, {{.CPU}}<br>command: <code>{{.Args}}</code>{{if .Collector}}<br>collector: {{.Collector}}{{end}}</p>

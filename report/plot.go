@@ -8,14 +8,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
@@ -37,23 +36,39 @@ type Plot struct {
 	Width, Height vg.Length
 
 	grid [][]*plot.Plot
+	// legend is drawn in a strip above the panels, never over their data.
+	legend []legendEntry
 }
 
-// state lines drawn in the timeline, in this order, with fixed colours so
-// TIME_WAIT looks the same in every variant's figure.
-var timelineStates = []string{"TIME_WAIT", "FIN_WAIT2", "CLOSE_WAIT", "ESTABLISHED", "FIN_WAIT1", "CLOSING", "LAST_ACK", "SYN_SENT", "SYN_RECV"}
+// legendEntry is one name of a figure's legend with the mark it stands for.
+type legendEntry struct {
+	name  string
+	thumb plot.Thumbnailer
+}
 
-// Plots builds the comparison's figures: socket states over time per
-// variant, cycles/s and errors/s over time, latency by percentile per
-// scenario and phase (HdrHistogram style), and the headline figures per
-// variant as bars.
+// Plots builds the comparison's figures, in the order a reader needs them:
+// the headline (rate and latency per variant, with the significance of each
+// difference), the kernel figures that explain it (TIME_WAIT reuse, port
+// exhaustion, resets), socket states over time with the variants overlaid
+// and their repeats as a band, cycles/s and errors/s over time, and latency
+// by percentile per scenario and phase (HdrHistogram style).
 func (c *Comparison) Plots() ([]Plot, error) {
 	var out []Plot
-	states, err := c.statePlots()
-	if err != nil {
+	if p, ok, err := c.headlinePlot(); err != nil {
 		return nil, err
+	} else if ok {
+		out = append(out, p)
 	}
-	out = append(out, states...)
+	if p, ok, err := c.explainPlot(); err != nil {
+		return nil, err
+	} else if ok {
+		out = append(out, p)
+	}
+	if p, ok, err := c.statePlot(); err != nil {
+		return nil, err
+	} else if ok {
+		out = append(out, p)
+	}
 	if p, ok, err := c.throughputPlot(); err != nil {
 		return nil, err
 	} else if ok {
@@ -63,13 +78,7 @@ func (c *Comparison) Plots() ([]Plot, error) {
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, lat...)
-	if p, ok, err := c.headlinePlot(); err != nil {
-		return nil, err
-	} else if ok {
-		out = append(out, p)
-	}
-	return out, nil
+	return append(out, lat...), nil
 }
 
 // WritePNG draws the figure as a PNG image.
@@ -91,6 +100,10 @@ func (p Plot) WriteSVG(w io.Writer) error {
 func (p Plot) draw(dc draw.Canvas) {
 	dc.SetColor(color.White)
 	dc.Fill(dc.Rectangle.Path())
+	if len(p.legend) > 0 {
+		h := drawLegend(dc, p.legend)
+		dc = draw.Crop(dc, 0, 0, 0, -h)
+	}
 	rows, cols := len(p.grid), len(p.grid[0])
 	if rows == 1 && cols == 1 {
 		p.grid[0][0].Draw(dc)
@@ -144,9 +157,117 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
 	p.Y.Tick.Marker = countTicks{}
-	p.Legend.Top = true
+	// A little larger than gonum's defaults: pages scale figures down to
+	// the window, and a narrow window must still read them.
+	p.Title.TextStyle.Font.Size = vg.Points(14)
+	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		ax.Label.TextStyle.Font.Size = vg.Points(13)
+		ax.Tick.Label.Font.Size = vg.Points(12)
+	}
 	p.Add(plotter.NewGrid())
 	return p
+}
+
+// legendStyle is the legend strip's text.
+var legendStyle = text.Style{Font: font.From(plot.DefaultFont, 13), Handler: plot.DefaultTextHandler, Color: color.Black}
+
+// legendThumbWidth is the width of a legend entry's mark.
+const legendThumbWidth = 22
+
+// legendLayout places the entries left to right in a strip of width w,
+// wrapping to further lines as needed: each entry's offset from the strip's
+// top-left corner (y grows downwards), and the strip's height.
+func legendLayout(w vg.Length, entries []legendEntry) ([]vg.Point, vg.Length) {
+	pad := vg.Millimeter * 3
+	lineH := legendStyle.Rectangle("Mg").Max.Y + vg.Millimeter*1.5
+	x, y := pad, pad+lineH
+	pos := make([]vg.Point, len(entries))
+	for i, e := range entries {
+		// Browsers draw an SVG's text in their own fonts, often wider than
+		// the metrics here: leave room.
+		ew := vg.Points(legendThumbWidth) + vg.Millimeter + legendStyle.Width(e.name)*1.2 + pad*2
+		if x+ew > w-pad && x > pad {
+			x, y = pad, y+lineH
+		}
+		pos[i] = vg.Point{X: x, Y: y}
+		x += ew
+	}
+	return pos, y + vg.Millimeter
+}
+
+// drawLegend draws the entries along the top of c and returns the height
+// it used.
+func drawLegend(c draw.Canvas, entries []legendEntry) vg.Length {
+	pos, h := legendLayout(c.Max.X-c.Min.X, entries)
+	lineH := legendStyle.Rectangle("Mg").Max.Y + vg.Millimeter*1.5
+	for i, e := range entries {
+		x, y := c.Min.X+pos[i].X, c.Max.Y-pos[i].Y
+		icon := &draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: x, Y: y + vg.Millimeter*0.5},
+			Max: vg.Point{X: x + vg.Points(legendThumbWidth), Y: y + lineH - vg.Millimeter}}}
+		e.thumb.Thumbnail(icon)
+		c.FillText(legendStyle, vg.Point{X: x + vg.Points(legendThumbWidth) + vg.Millimeter, Y: y + vg.Millimeter*0.5}, e.name)
+	}
+	return h
+}
+
+// legendHeight is how much a legend strip takes in a figure of width w.
+func legendHeight(w vg.Length, entries []legendEntry) vg.Length {
+	_, h := legendLayout(w, entries)
+	return h
+}
+
+// variantLegend is a legend of the variants' colours.
+func (c *Comparison) variantLegend(dashed bool) []legendEntry {
+	var out []legendEntry
+	for i, v := range c.Variants {
+		l := &plotter.Line{LineStyle: draw.LineStyle{Color: variantColor(i), Width: vg.Points(2.5)}}
+		if dashed {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		name := v.Name
+		if i == c.Baseline {
+			name += " (baseline)"
+		}
+		out = append(out, legendEntry{name: name, thumb: l})
+	}
+	return out
+}
+
+// figure lays panels out in a grid under a legend strip.
+func figure(name, title string, panels []*plot.Plot, cols int, panelH vg.Length, legend []legendEntry) Plot {
+	const width = 11 * vg.Inch
+	grid, rows := tileCols(panels, cols)
+	h := vg.Length(rows)*panelH + 4*vg.Millimeter
+	if len(legend) > 0 {
+		h += legendHeight(width, legend)
+	}
+	// Whole points, so the SVG states the size exactly.
+	h = vg.Points(math.Ceil(h.Points()))
+	return Plot{Name: name, Title: title, Width: width, Height: h, grid: grid, legend: legend}
+}
+
+// tileCols lays panels out cols per row.
+func tileCols(panels []*plot.Plot, cols int) ([][]*plot.Plot, int) {
+	cols = max(1, min(cols, len(panels)))
+	var grid [][]*plot.Plot
+	for i := 0; i < len(panels); i += cols {
+		row := make([]*plot.Plot, cols)
+		copy(row, panels[i:min(i+cols, len(panels))])
+		grid = append(grid, row)
+	}
+	return grid, len(grid)
+}
+
+// countAxis makes a count axis start at 0 and end just above the data; an
+// all-zero panel gets 0..1 rather than a range around 0.
+func countAxis(p *plot.Plot, hi float64) {
+	p.Y.Min = 0
+	if hi <= 0 || math.IsNaN(hi) || math.IsInf(hi, 0) {
+		p.Y.Max = 1
+		p.Y.Tick.Marker = plot.ConstantTicks{{Value: 0, Label: "0"}, {Value: 1, Label: "1"}}
+		return
+	}
+	p.Y.Max = hi * 1.08
 }
 
 // countTicks are gonum's default ticks labelled like the tables: 25k, not
@@ -195,7 +316,7 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 
 func variantColor(i int) color.Color { return plotutil.Color(i) }
 
-func addLine(p *plot.Plot, xys plotter.XYs, name string, col color.Color, dashed bool) error {
+func addLine(p *plot.Plot, xys plotter.XYs, col color.Color, dashed bool) error {
 	if len(xys) == 0 {
 		return nil
 	}
@@ -209,28 +330,7 @@ func addLine(p *plot.Plot, xys plotter.XYs, name string, col color.Color, dashed
 		l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 	}
 	p.Add(l)
-	if name != "" {
-		p.Legend.Add(name, l)
-	}
 	return nil
-}
-
-// representative picks the repeat whose cycles/s is the median of the
-// variant's, so a timeline shows a typical run rather than the first.
-func representative(runs []*results.Run) (*results.Run, int) {
-	idx := make([]int, len(runs))
-	for i := range idx {
-		idx[i] = i
-	}
-	rate := func(r *results.Run) float64 {
-		if r.Totals.Rate > 0 {
-			return r.Totals.Rate
-		}
-		return float64(r.Totals.Cycles)
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return rate(runs[idx[a]]) < rate(runs[idx[b]]) })
-	i := idx[(len(idx)-1)/2]
-	return runs[i], i
 }
 
 func slug(s string) string {
@@ -241,390 +341,4 @@ func slug(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-// statePlots draws one socket-state timeline per variant, on a common
-// y-axis so the variants' heights compare at a glance.
-func (c *Comparison) statePlots() ([]Plot, error) {
-	var out []Plot
-	var ymax float64
-	type prepared struct {
-		p    *plot.Plot
-		name string
-	}
-	var preps []prepared
-	for vi, g := range c.groups {
-		r, ri := representative(g.runs)
-		if err := g.loadSeries(ri); err != nil {
-			return nil, err
-		}
-		if len(r.Series) == 0 {
-			continue
-		}
-		title := fmt.Sprintf("Socket states: %s (repeat %d of %d)", g.name, ri+1, len(g.runs))
-		p := newPlot(title, "seconds", "sockets")
-		for si, st := range timelineStates {
-			var xys plotter.XYs
-			nonzero := false
-			for _, s := range r.Series {
-				if slices.Contains(s.Missing, "states") {
-					continue // not counted in this sample (throttled or failed)
-				}
-				v := float64(s.States[st].Total)
-				nonzero = nonzero || v > 0
-				ymax = math.Max(ymax, v)
-				xys = append(xys, plotter.XY{X: s.Elapsed, Y: v})
-			}
-			if !nonzero {
-				continue
-			}
-			if err := addLine(p, xys, st, plotutil.Color(si), false); err != nil {
-				return nil, err
-			}
-			if st == "FIN_WAIT2" {
-				var orph plotter.XYs
-				have := false
-				for _, s := range r.Series {
-					if slices.Contains(s.Missing, "states") {
-						continue
-					}
-					v := float64(s.States[st].Orphaned)
-					have = have || v > 0
-					orph = append(orph, plotter.XY{X: s.Elapsed, Y: v})
-				}
-				if have {
-					if err := addLine(p, orph, "FIN_WAIT2 orphaned", plotutil.Color(si), true); err != nil {
-						return nil, err
-					}
-				}
-			}
-		}
-		preps = append(preps, prepared{p, fmt.Sprintf("states-%d-%s", vi, slug(g.name))})
-	}
-	for _, pr := range preps {
-		// Head room above the highest line for the legend.
-		pr.p.Y.Min, pr.p.Y.Max = 0, math.Max(1, ymax*1.4)
-		out = append(out, Plot{Name: pr.name, Title: pr.p.Title.Text, Width: 8 * vg.Inch, Height: 4 * vg.Inch, grid: [][]*plot.Plot{{pr.p}}})
-	}
-	return out, nil
-}
-
-// rates turns a series into per-second cycles and errors. A sample that
-// closes a short, partial interval (the last one, taken as the run stops)
-// is left out: its rate is noise.
-func rates(r *results.Run) (cycles, errs plotter.XYs) {
-	prev := 0.0
-	iv := r.Config.Interval.Seconds()
-	for i, s := range r.Series {
-		dt := s.Elapsed - prev
-		if i == 0 && dt <= 0 {
-			dt = iv
-		}
-		prev = s.Elapsed
-		if dt <= 0 || iv > 0 && dt < iv/2 {
-			continue
-		}
-		cycles = append(cycles, plotter.XY{X: s.Elapsed, Y: float64(s.Cycles) / dt})
-		errs = append(errs, plotter.XY{X: s.Elapsed, Y: float64(s.Errors) / dt})
-	}
-	return cycles, errs
-}
-
-// throughputPlot draws cycles/s over time (top) and errors/s (bottom), one
-// line per variant.
-func (c *Comparison) throughputPlot() (Plot, bool, error) {
-	top := newPlot("Cycles per second", "seconds", "cycles/s")
-	bottom := newPlot("Errors per second", "seconds", "errors/s")
-	have := false
-	for vi, g := range c.groups {
-		r, ri := representative(g.runs)
-		if err := g.loadSeries(ri); err != nil {
-			return Plot{}, false, err
-		}
-		if len(r.Series) == 0 {
-			continue
-		}
-		have = true
-		cy, er := rates(r)
-		if err := addLine(top, cy, g.name, variantColor(vi), false); err != nil {
-			return Plot{}, false, err
-		}
-		if err := addLine(bottom, er, g.name, variantColor(vi), false); err != nil {
-			return Plot{}, false, err
-		}
-	}
-	if !have {
-		return Plot{}, false, nil
-	}
-	// Head room above the highest line for the legend.
-	for _, p := range []*plot.Plot{top, bottom} {
-		p.Y.Min = 0
-		p.Y.Max = math.Max(1, p.Y.Max*1.4)
-	}
-	return Plot{Name: "throughput", Title: "Cycles and errors per second", Width: 8 * vg.Inch, Height: 6 * vg.Inch,
-		grid: [][]*plot.Plot{{top}, {bottom}}}, true, nil
-}
-
-// percentileTicks label the percentile axis: x = log10(1/(1-q)).
-var percentileTicks = plot.ConstantTicks{
-	{Value: 0, Label: "0%"}, {Value: 1, Label: "90%"}, {Value: 2, Label: "99%"}, {Value: 3, Label: "99.9%"},
-	{Value: 4, Label: "99.99%"}, {Value: 5, Label: "99.999%"}, {Value: 6, Label: "99.9999%"},
-}
-
-// percentileCurve samples a histogram along the percentile axis, up to the
-// resolution its count supports.
-func percentileCurve(h *hdrhistogram.Histogram, scale float64) plotter.XYs {
-	n := h.TotalCount()
-	if n == 0 {
-		return nil
-	}
-	xmax := math.Min(6, math.Max(1, math.Log10(float64(n))))
-	const step = 0.025
-	var xs, ps []float64
-	for x := 0.0; x <= xmax+1e-9; x += step {
-		xs = append(xs, x)
-		ps = append(ps, 100*(1-math.Pow(10, -x)))
-	}
-	vals := h.ValueAtPercentilesSlice(ps)
-	xys := make(plotter.XYs, 0, len(xs))
-	for i, x := range xs {
-		v := float64(vals[i]) / scale
-		if v <= 0 {
-			continue
-		}
-		xys = append(xys, plotter.XY{X: x, Y: v})
-	}
-	return xys
-}
-
-// mergedHistogram merges a variant's histograms of one scenario and phase
-// over its repeats.
-func mergedHistogram(runs []*results.Run, scenario, phase string) (*hdrhistogram.Histogram, error) {
-	acc := results.NewHistogram()
-	for _, r := range runs {
-		for _, sc := range r.Scenarios {
-			if sc.Name != scenario {
-				continue
-			}
-			p, ok := sc.Phases[phase]
-			if !ok || p.Count == 0 {
-				continue
-			}
-			h, err := results.DecodeHistogram(p.Histogram)
-			if err != nil {
-				return nil, fmt.Errorf("run %s scenario %s phase %s: %w", r.ID, scenario, phase, err)
-			}
-			acc.Merge(h)
-		}
-	}
-	return acc, nil
-}
-
-// phasesOf lists the phases measured for a scenario, in the usual order.
-func (c *Comparison) phasesOf(scenario string) []string {
-	seen := map[string]bool{}
-	for _, g := range c.groups {
-		for _, r := range g.runs {
-			for _, sc := range r.Scenarios {
-				if sc.Name != scenario {
-					continue
-				}
-				for ph, p := range sc.Phases {
-					if p.Count > 0 {
-						seen[ph] = true
-					}
-				}
-			}
-		}
-	}
-	var out []string
-	for _, ph := range knownPhases {
-		if seen[ph] {
-			out = append(out, ph)
-			delete(seen, ph)
-		}
-	}
-	var rest []string
-	for ph := range seen {
-		rest = append(rest, ph)
-	}
-	sort.Strings(rest)
-	return append(out, rest...)
-}
-
-// latencyPlots draws, per scenario, one panel per phase: latency against
-// percentile, one line per variant (its repeats' histograms merged).
-func (c *Comparison) latencyPlots() ([]Plot, error) {
-	var out []Plot
-	for si, sc := range scenarioOrder(c.groups) {
-		phases := c.phasesOf(sc)
-		if len(phases) == 0 {
-			continue
-		}
-		hists := make([][]*hdrhistogram.Histogram, len(c.groups))
-		var maxV int64
-		for vi, g := range c.groups {
-			for _, ph := range phases {
-				h, err := mergedHistogram(g.runs, sc, ph)
-				if err != nil {
-					return nil, err
-				}
-				hists[vi] = append(hists[vi], h)
-				maxV = max(maxV, h.Max())
-			}
-		}
-		unit, scale := "µs", 1e3
-		if maxV >= 2e6 {
-			unit, scale = "ms", 1e6
-		}
-		var panels []*plot.Plot
-		for pi, ph := range phases {
-			p := newPlot(fmt.Sprintf("%s: %s", sc, ph), "percentile", "latency ("+unit+")")
-			p.X.Tick.Marker = percentileTicks
-			p.X.Min = 0
-			p.Y.Scale = plot.LogScale{}
-			p.Y.Tick.Marker = logTicks{}
-			p.Legend.Top, p.Legend.Left = true, true
-			drawn := false
-			xmax := 1.0
-			for vi, g := range c.groups {
-				xys := percentileCurve(hists[vi][pi], scale)
-				if len(xys) == 0 {
-					continue
-				}
-				drawn = true
-				xmax = math.Max(xmax, xys[len(xys)-1].X)
-				if err := addLine(p, xys, g.name, variantColor(vi), false); err != nil {
-					return nil, err
-				}
-			}
-			if !drawn {
-				continue
-			}
-			p.X.Max = xmax
-			panels = append(panels, p)
-		}
-		if len(panels) == 0 {
-			continue
-		}
-		grid, h := tile(panels)
-		out = append(out, Plot{Name: fmt.Sprintf("latency-%d-%s", si, slug(sc)), Title: "Latency by percentile: " + sc,
-			Width: 8 * vg.Inch, Height: h, grid: grid})
-	}
-	return out, nil
-}
-
-// tile lays panels out two per row; each row is 3 inches high.
-func tile(panels []*plot.Plot) ([][]*plot.Plot, vg.Length) {
-	if len(panels) == 1 {
-		return [][]*plot.Plot{{panels[0]}}, 4 * vg.Inch
-	}
-	var grid [][]*plot.Plot
-	for i := 0; i < len(panels); i += 2 {
-		row := []*plot.Plot{panels[i], nil}
-		if i+1 < len(panels) {
-			row[1] = panels[i+1]
-		}
-		grid = append(grid, row)
-	}
-	return grid, vg.Length(len(grid)) * 3 * vg.Inch
-}
-
-// headlineMetrics are the bars of the headline figure: the table row they
-// come from, preferring the run-wide table.
-var headlineMetrics = []struct{ metric, title string }{
-	{"cycles/s", "cycles/s"},
-	{"total p99", "total p99"},
-	{"peak TIME_WAIT", "peak TIME_WAIT"},
-	{"errors", "errors"},
-}
-
-// findRow returns the run-wide row of a metric if there is one, else the
-// first scenario's.
-func (c *Comparison) findRow(metric string) (Row, bool) {
-	var found Row
-	ok := false
-	for _, t := range c.Tables {
-		for _, r := range t.Rows {
-			if r.Metric != metric {
-				continue
-			}
-			if t.Scenario == "all" {
-				return r, true
-			}
-			if !ok {
-				found, ok = r, true
-			}
-		}
-	}
-	return found, ok
-}
-
-// errPoints are bar tops with the range of the repeats as error bars.
-type errPoints struct {
-	plotter.XYs
-	plotter.YErrors
-}
-
-// headlinePlot draws the headline figures per variant as bars: the median
-// of the repeats, with their range as an error bar.
-func (c *Comparison) headlinePlot() (Plot, bool, error) {
-	var panels []*plot.Plot
-	names := make([]string, len(c.Variants))
-	for i, v := range c.Variants {
-		names[i] = v.Name
-	}
-	for _, hm := range headlineMetrics {
-		row, ok := c.findRow(hm.metric)
-		if !ok {
-			continue
-		}
-		scale, unit := 1.0, row.Unit
-		if row.Unit == "ns" {
-			scale, unit = 1e6, "ms"
-		}
-		p := newPlot(hm.title, "", unit)
-		p.Legend = plot.NewLegend()
-		var pts errPoints
-		for vi, cell := range row.Cells {
-			if cell.N == 0 {
-				continue
-			}
-			bar, err := plotter.NewBarChart(plotter.Values{cell.Median / scale}, vg.Points(36))
-			if err != nil {
-				return Plot{}, false, err
-			}
-			bar.XMin = float64(vi)
-			bar.Color = variantColor(vi)
-			bar.LineStyle.Width = 0
-			p.Add(bar)
-			lo, hi := minMax(cell.Values)
-			pts.XYs = append(pts.XYs, plotter.XY{X: float64(vi), Y: cell.Median / scale})
-			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{(cell.Median - lo) / scale, (hi - cell.Median) / scale})
-		}
-		if len(pts.XYs) == 0 {
-			continue
-		}
-		eb, err := plotter.NewYErrorBars(pts)
-		if err != nil {
-			return Plot{}, false, err
-		}
-		p.Add(eb)
-		p.NominalX(names...)
-		p.Y.Min = 0
-		panels = append(panels, p)
-	}
-	if len(panels) == 0 {
-		return Plot{}, false, nil
-	}
-	grid, h := tile(panels)
-	return Plot{Name: "headline", Title: "Headline figures per variant (median, bars: range of repeats)", Width: 8 * vg.Inch, Height: h, grid: grid}, true, nil
-}
-
-func minMax(vs []float64) (lo, hi float64) {
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for _, v := range vs {
-		lo, hi = math.Min(lo, v), math.Max(hi, v)
-	}
-	return lo, hi
 }

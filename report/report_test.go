@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"io"
@@ -303,16 +304,69 @@ func TestJSON(t *testing.T) {
 	if err := c.WriteJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	var back Comparison
+	var back Export
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Variants) != 2 || len(back.Tables) != len(c.Tables) || len(back.Skipped) != 1 {
-		t.Errorf("round trip: %d variants, %d tables, skipped %v", len(back.Variants), len(back.Tables), back.Skipped)
+	if len(back.Variants) != 2 || len(back.Rows) != len(c.ExportRows()) || len(back.Skipped) != 1 || back.Variants[back.Baseline].Name != "tcp_tw_reuse=0" {
+		t.Errorf("round trip: %d variants, %d rows, skipped %v, baseline %d", len(back.Variants), len(back.Rows), back.Skipped, back.Baseline)
 	}
-	row := back.Tables[0].Rows[0]
-	if row.Metric != "cycles/s" || row.Cells[1].Verdict != VerdictTooFew || len(row.Cells[1].Values) != 3 {
-		t.Errorf("first row %+v", row)
+	row := back.Rows[1]
+	if row.Metric != "cycles/s" || row.Variant != "tcp_tw_reuse=1" || row.Verdict != VerdictTooFew || len(row.Values) != 3 {
+		t.Errorf("second row %+v", row)
+	}
+}
+
+// TestCSVJSONOneSchema checks the CSV header is the JSON rows' field names,
+// every row names its variant, and values are arrays in JSON.
+func TestCSVJSONOneSchema(t *testing.T) {
+	c := loadCompare(t, []string{"testdata/runs/tw-reuse"}, Options{})
+	var cb, jb bytes.Buffer
+	if err := c.WriteCSV(&cb); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteJSON(&jb); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := csv.NewReader(&cb).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Rows []map[string]json.RawMessage `json:"rows"`
+	}
+	if err := json.Unmarshal(jb.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Rows) != len(lines)-1 {
+		t.Fatalf("JSON has %d rows, CSV %d", len(doc.Rows), len(lines)-1)
+	}
+	header := lines[0]
+	for i, jr := range doc.Rows {
+		if len(jr) != len(header) {
+			t.Errorf("JSON row %d has %d fields, CSV %d", i, len(jr), len(header))
+		}
+		for j, col := range header {
+			raw, ok := jr[col]
+			if !ok {
+				t.Fatalf("JSON row %d lacks CSV column %q", i, col)
+			}
+			switch col {
+			case "variant":
+				var v string
+				if json.Unmarshal(raw, &v) != nil || v == "" || v != lines[i+1][j] {
+					t.Errorf("row %d variant: JSON %s, CSV %q", i, raw, lines[i+1][j])
+				}
+			case "values":
+				var vs []float64
+				if err := json.Unmarshal(raw, &vs); err != nil {
+					t.Errorf("row %d values %s: not an array of numbers: %v", i, raw, err)
+				}
+				if n := len(strings.Split(lines[i+1][j], ";")); lines[i+1][j] != "" && n != len(vs) {
+					t.Errorf("row %d: %d values in JSON, %d in CSV", i, len(vs), n)
+				}
+			}
+		}
 	}
 }
 
@@ -336,9 +390,10 @@ func TestHlog(t *testing.T) {
 		lines++
 		counts[h.Tag()] += h.TotalCount()
 	}
-	if lines != 6*4 {
-		t.Errorf("%d intervals, want 24 (6 runs × 4 phases)", lines)
+	if lines != 6*4+6 {
+		t.Errorf("%d intervals, want 30 (6 runs × 4 phases, and 6 untagged)", lines)
 	}
+	var allTotal int64
 	for vi, v := range c.Variants {
 		var want int64
 		runs, err := c.Runs(vi)
@@ -348,10 +403,14 @@ func TestHlog(t *testing.T) {
 		for _, r := range runs {
 			want += r.Scenarios[0].Phases["total"].Count
 		}
+		allTotal += want
 		tag := v.Name + "/client-halfclose/total"
 		if counts[tag] != want {
 			t.Errorf("%s: %d values, want %d", tag, counts[tag], want)
 		}
+	}
+	if counts[""] != allTotal {
+		t.Errorf("untagged intervals hold %d values, want every run's total phase: %d", counts[""], allTotal)
 	}
 }
 

@@ -27,13 +27,33 @@ func VariantKey(r *results.Run) string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%s", k, r.Sysctls.Applied[k])
 	}
-	for _, f := range configFields(r.Config) {
+	for _, f := range variantFields(r) {
 		fmt.Fprintf(&b, "|%s=%s", f.name, f.value)
 	}
 	return b.String()
 }
 
 type field struct{ name, value string }
+
+// variantFields lists what defines a variant besides its sysctls: the kind
+// of place the run happened in (an isolated network namespace or the host's:
+// a host namespace carries what earlier runs left) and its configuration,
+// as short name=value pairs, in a fixed order.
+func variantFields(r *results.Run) []field {
+	return append([]field{{"namespace", placeOf(r.Provenance.Namespace)}}, configFields(r.Config)...)
+}
+
+// placeOf is the kind of namespace a run happened in: a fresh namespace
+// with or without a user namespace is the same clean slate.
+func placeOf(ns string) string {
+	if strings.HasPrefix(ns, "isolated") {
+		return "isolated"
+	}
+	if ns == "" {
+		return "unknown"
+	}
+	return ns
+}
 
 // configFields lists the configuration that defines a variant, as short
 // name=value pairs, in a fixed order.
@@ -119,10 +139,10 @@ func nameVariants(vs []*variantGroup) {
 	}
 	sort.Strings(diffSys)
 	var diffCfg []int
-	ref := configFields(vs[0].runs[0].Config)
+	ref := variantFields(vs[0].runs[0])
 	for i := range ref {
 		for _, v := range vs[1:] {
-			if configFields(v.runs[0].Config)[i].value != ref[i].value {
+			if variantFields(v.runs[0])[i].value != ref[i].value {
 				diffCfg = append(diffCfg, i)
 				break
 			}
@@ -144,7 +164,7 @@ func nameVariants(vs []*variantGroup) {
 			}
 			parts = append(parts, shortSysctl(k)+"="+val)
 		}
-		fs := configFields(v.runs[0].Config)
+		fs := variantFields(v.runs[0])
 		for _, i := range diffCfg {
 			parts = append(parts, fs[i].name+"="+fs[i].value)
 		}

@@ -13,16 +13,17 @@ import (
 )
 
 // hlogRecorder rotates the latency sink every interval and keeps the
-// interval histograms for an HdrHistogram interval log (.hlog): one tag per
-// phase, merged over the mix, plus "scenario.phase" tags when the mix has
-// several scenarios. The log opens in HistogramLogAnalyzer and friends.
+// interval histograms for an HdrHistogram interval log (.hlog): an untagged
+// histogram of the total phase merged over the mix (what HdrHistogram's
+// tools read by default), one tag per phase merged over the mix, plus
+// "scenario.phase" tags when the mix has several scenarios.
 type hlogRecorder struct {
 	sink     *collector.LatencySink
 	mix      workload.Mix
 	interval time.Duration
 	enabled  bool
 	mu       sync.Mutex
-	entries  []*hdrhistogram.Histogram
+	entries  []results.HlogInterval
 	last     time.Time
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -66,6 +67,9 @@ func (h *hlogRecorder) rotate() {
 			merged.Merge(iv[i][p])
 		}
 		h.add(merged, collector.PhaseNames[p], h.last, end)
+		if collector.PhaseNames[p] == untaggedPhase {
+			h.add(merged, "", h.last, end)
+		}
 		if len(iv) > 1 {
 			for i, e := range h.mix.Entries {
 				h.add(iv[i][p], e.Scenario.String()+"."+collector.PhaseNames[p], h.last, end)
@@ -79,10 +83,7 @@ func (h *hlogRecorder) add(hist *hdrhistogram.Histogram, tag string, start, end 
 	if hist.TotalCount() == 0 {
 		return
 	}
-	hist.SetTag(tag)
-	hist.SetStartTimeMs(start.UnixMilli())
-	hist.SetEndTimeMs(end.UnixMilli())
-	h.entries = append(h.entries, hist)
+	h.entries = append(h.entries, results.HlogInterval{Tag: tag, Start: start, End: end, Histogram: hist})
 }
 
 func (h *hlogRecorder) stop() {
@@ -94,32 +95,18 @@ func (h *hlogRecorder) stop() {
 	h.rotate() // the last, partial interval
 }
 
+// untaggedPhase is the phase whose histogram is also written untagged: the
+// whole connection, dial start to close returned.
+const untaggedPhase = "total"
+
 // write stores the log atomically; histogram values are nanoseconds.
 func (h *hlogRecorder) write(path string, base time.Time) error {
 	var buf bytes.Buffer
-	w := hdrhistogram.NewHistogramLogWriter(&buf)
-	if err := w.OutputLogFormatVersion(); err != nil {
-		return err
-	}
-	if err := w.OutputComment("closeload latency log, values in nanoseconds"); err != nil {
-		return err
-	}
-	if err := w.OutputStartTime(base.UnixMilli()); err != nil {
-		return err
-	}
-	w.SetBaseTime(base.UnixMilli())
-	if err := w.OutputBaseTime(base.UnixMilli()); err != nil {
-		return err
-	}
-	if err := w.OutputLegend(); err != nil {
-		return err
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, e := range h.entries {
-		if err := w.OutputIntervalHistogram(e); err != nil {
-			return err
-		}
+	comment := "closeload latency log, values in nanoseconds; untagged: the total phase over the mix"
+	if err := results.WriteHlog(&buf, base, comment, h.entries); err != nil {
+		return err
 	}
 	return results.WriteFileAtomic(path, buf.Bytes())
 }

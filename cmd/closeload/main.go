@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/closeload/closeload/internal/suggest"
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
 )
@@ -89,6 +90,9 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	var u usageError
 	if errors.As(planError(err), &u) {
 		return 2
+	}
+	if errors.Is(err, report.ErrRegression) {
+		return 3
 	}
 	return 1
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/closeload/closeload/report"
@@ -19,6 +21,7 @@ var reportFormats = []string{"text", "markdown", "csv", "json", "bench"}
 func newReportCmd() *cobra.Command {
 	var (
 		format, baseline, htmlDir, plotsDir, hlogPath, out string
+		maxRegression                                      string
 		alpha                                              float64
 	)
 	cmd := &cobra.Command{
@@ -38,7 +41,8 @@ significant with that many repeats.`,
 		Example: `  closeload report results/m-20260301-1000
   closeload report --baseline tcp_tw_reuse=1 --html report-html results/m-20260301-1000
   closeload report old=results/before.json new=results/after.json
-  closeload report --format bench results/m-1 > new.txt && benchstat -col variant new.txt`,
+  closeload report --format bench results/m-1 > new.txt && benchstat -col variant new.txt
+  closeload report --baseline base --max-regression 5% base=results/baseline/client-halfclose rc=results/rc`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !slices.Contains(reportFormats, format) {
@@ -46,6 +50,14 @@ significant with that many repeats.`,
 			}
 			if alpha <= 0 || alpha >= 1 {
 				return usagef("--alpha: %g is not a level between 0 and 1 (such as 0.05)", alpha)
+			}
+			limit := -1.0
+			if cmd.Flags().Changed("max-regression") {
+				l, err := parseRegressionLimit(maxRegression)
+				if err != nil {
+					return usagef("--max-regression: %v", err)
+				}
+				limit = l
 			}
 			inputs, skipped, err := report.Load(args)
 			for _, s := range skipped {
@@ -96,6 +108,17 @@ significant with that many repeats.`,
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "closeload report: histogram log %s\n", hlogPath)
 			}
+			if limit >= 0 {
+				regs, err := c.Gate(limit)
+				for _, r := range regs {
+					fmt.Fprintf(cmd.ErrOrStderr(), "closeload report: regression: %s\n", r)
+				}
+				if err == nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "closeload report: no figure worse than baseline %s by more than %s with a significant difference\n",
+						c.Variants[c.Baseline].Name, maxRegression)
+				}
+				return err
+			}
 			return nil
 		},
 	}
@@ -106,8 +129,23 @@ significant with that many repeats.`,
 	fs.StringVarP(&out, "out", "o", "", "write the report to this file instead of standard output")
 	fs.StringVar(&htmlDir, "html", "", "also write a self-contained page DIR/index.html (tables, plots, provenance)")
 	fs.StringVar(&plotsDir, "plots", "", "also write every plot as PNG and SVG into this directory")
+	fs.StringVar(&maxRegression, "max-regression", "", "exit 3 when a variant's rate, phase latency or errors are worse than the baseline's by more than this (5% or 0.05) and the difference is significant")
 	fs.StringVar(&hlogPath, "hlog", "", "also write the merged latency histograms as an HdrHistogram interval log")
 	return cmd
+}
+
+// parseRegressionLimit reads a limit such as 5% or 0.05 as a fraction.
+func parseRegressionLimit(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	pct := strings.HasSuffix(t, "%")
+	v, err := strconv.ParseFloat(strings.TrimSuffix(t, "%"), 64)
+	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q is not a limit: want a percentage such as 5%% or a fraction such as 0.05", s)
+	}
+	if pct {
+		v /= 100
+	}
+	return v, nil
 }
 
 func writeReport(w io.Writer, c *report.Comparison, format string) error {

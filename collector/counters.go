@@ -6,8 +6,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
+
+	"github.com/closeload/closeload/kernel"
 )
 
 // Counter scopes, as CounterDelta.Scope records them.
@@ -91,12 +92,10 @@ type counterReader struct {
 }
 
 func newCounterReader(root string) *counterReader {
-	if root == "" {
-		root = DefaultProcRoot
-	}
+	fs := kernel.NewFS(root)
 	paths := make([]string, len(counterFiles))
 	for i, f := range counterFiles {
-		paths[i] = filepath.Join(root, f.path)
+		paths[i] = fs.Path(f.path)
 	}
 	return &counterReader{paths: paths, buf: make([]byte, 0, 16<<10), keys: map[string]string{}}
 }

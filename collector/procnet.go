@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/closeload/closeload/kernel"
 )
 
 // ErrParse marks input from /proc that does not have the kernel's format.
@@ -223,12 +224,12 @@ func (p *procSource) name() string { return SourceProc }
 
 func (p *procSource) count(s resetSink, errs *Counts) error {
 	for _, fam := range p.families {
-		file := "tcp"
+		fs := kernel.NewFS(p.root)
+		path := fs.Path("net/tcp")
 		if fam == FamilyIPv6 {
-			file = "tcp6"
+			path = fs.Path("net/tcp6")
 		}
-		path := filepath.Join(p.root, "net", file)
-		f, err := os.Open(path)
+		f, err := fs.NetTCP(fam == FamilyIPv6)
 		if err != nil {
 			if fam == FamilyIPv6 && errors.Is(err, os.ErrNotExist) {
 				if !p.missing6 {

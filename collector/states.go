@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/closeload/closeload/kernel"
 	"github.com/closeload/closeload/results"
 )
 
@@ -98,18 +99,6 @@ type Counts struct {
 	ParseErrors uint64
 }
 
-// orphanable says in which states a socket without an inode is an orphan:
-// its owner called close() and the kernel alone finishes the close. These
-// are the states tcp_fin_timeout, tcp_orphan_retries and tcp_max_orphans act
-// on. Elsewhere "no inode" means something else and is not an orphan:
-// TIME_WAIT is always a descriptor-less mini-socket (so TIME_WAIT is never
-// split), SYN_RECV is a request socket, and ESTABLISHED or CLOSE_WAIT
-// without an inode are children waiting in a listener's accept queue.
-var orphanable = [NumStates]bool{
-	StateFinWait1: true, StateFinWait2: true, StateClosing: true,
-	StateLastAck: true, StateClose: true,
-}
-
 // add counts one socket; owned is false when it has no inode (no file
 // descriptor).
 func (c *Counts) add(state uint8, owned bool, _, _ uint16) {
@@ -121,7 +110,7 @@ func (c *Counts) add(state uint8, owned bool, _, _ uint16) {
 		return
 	}
 	c.Total[state]++
-	if !owned && orphanable[state] {
+	if kernel.Orphaned(state, owned) {
 		c.Orphaned[state]++
 	}
 }

@@ -561,7 +561,13 @@ func TestSamplerSides(t *testing.T) {
 				if r.Health.Source != src {
 					t.Errorf("source %q, want %q (%s)", r.Health.Source, src, r.Health.TracerReason)
 				}
-				between(t, "peak target CLOSE_WAIT", r.PeakSides[results.SideTarget]["CLOSE_WAIT"].Total, n/2, n)
+				// /proc/net/tcp is no snapshot: a walk of a changing table
+				// can list a socket twice, so its peak may pass n a little.
+				top := uint64(n)
+				if src == collector.SourceProc {
+					top = n * 6 / 5
+				}
+				between(t, "peak target CLOSE_WAIT", r.PeakSides[results.SideTarget]["CLOSE_WAIT"].Total, n/2, top)
 				between(t, "peak client CLOSE_WAIT", r.PeakSides[results.SideClient]["CLOSE_WAIT"].Total, 0, 0)
 				between(t, "peak target FIN_WAIT2", r.PeakSides[results.SideTarget]["FIN_WAIT2"].Total, 0, 0)
 				// TIME_WAIT comes from a socket count with every source.

@@ -112,6 +112,13 @@ func buildTables(groups []*variantGroup, base int, opts Options, warn func(error
 			for _, sc := range r.Scenarios {
 				scenarioMetrics(sc, r.MeasuredSeconds, func(d metricDef, v float64) { set(sc.Name, d, v) })
 			}
+			if r.KernelEvents != nil {
+				for _, eg := range r.KernelEvents.Groups {
+					if _, ok := vs.rows[eg.Scenario]; ok {
+						dwellMetrics(eg, func(d metricDef, v float64) { set(eg.Scenario, d, v) })
+					}
+				}
+			}
 			runMetrics(r, !single, func(d metricDef, v float64) { set(runTable, d, v) })
 		}
 	}
@@ -275,6 +282,30 @@ func scenarioMetrics(sc results.ScenarioResult, seconds float64, emit func(metri
 	errorMetrics(sc.Errors, 100, emit)
 	if sc.LateStarts > 0 {
 		emit(metricDef{metric: "late starts", unit: "count", bench: "late-starts", better: -1, kind: kindCount, order: 150, hideZero: true}, float64(sc.LateStarts))
+	}
+}
+
+// dwellStates are the closing states whose kernel-measured dwell a
+// comparison shows, in the order a close passes through them.
+var dwellStates = []string{"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
+
+// dwellMetrics emits the time the kernel kept the scenario's connections
+// in each closing state (eBPF tracer), per side: p50 and p99, so that a
+// matrix over tcp_fin_timeout shows its effect as a distribution.
+func dwellMetrics(g results.EventGroup, emit func(metricDef, float64)) {
+	for si, st := range dwellStates {
+		d, ok := g.Dwell[st]
+		if !ok || d.Count == 0 {
+			continue
+		}
+		for k, pc := range []struct {
+			name string
+			v    int64
+		}{{"p50", d.P50}, {"p99", d.P99}} {
+			name := "kernel " + g.Side + " " + st + " " + pc.name
+			emit(metricDef{metric: name, unit: "ns", bench: "dwell-" + g.Side + "-" + strings.ToLower(st) + "-" + pc.name + "-ns",
+				better: -1, kind: kindLatency, order: 60 + float64(si) + float64(k)/10}, float64(pc.v))
+		}
 	}
 }
 

@@ -97,7 +97,7 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 	fs.StringVarP(&p.Out, "out", "o", "", "record file; - for standard output (default results/RUN-ID.json)")
 	fs.StringVar(&p.RunID, "run-id", "", "run id (default: time and pid)")
 	fs.StringVar(&p.Hlog, "hlog", "", "also write an HdrHistogram interval log to this file")
-	fs.DurationVar(&p.Interval, "interval", p.Interval, "sampling interval of socket states and counters (min 10ms)")
+	fs.DurationVar(&p.Interval, "interval", p.Interval, "sampling interval of socket states and counters (min 10ms; default: a 20th of --duration, from 100ms to 1s)")
 	fs.StringVar(&f.collectorSource, "collector-source", f.collectorSource, "socket-state source: auto (the eBPF tracer where permitted, else netlink, else proc), ebpf, netlink or proc")
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "KEY=VALUE to set for this run (repeatable); in the run's fresh network namespace unless --host-sysctl")
 	fs.BoolVar(&p.HostSysctl, "host-sysctl", false, "apply --sysctl to the host (root; journaled and restored) instead of a fresh namespace")
@@ -124,6 +124,11 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 // matrix, whose --sysctl flags are sweeps.
 func (f *runFlags) plan(fs *pflag.FlagSet, withSysctls bool) (runner.Plan, error) {
 	p := f.p
+	if !fs.Changed("interval") && p.Duration > 0 {
+		// A short run is sampled finely enough to draw a line: at least
+		// 20 samples, at most one a second, never under 100ms.
+		p.Interval = min(time.Second, max(p.Duration/20, 100*time.Millisecond))
+	}
 	if fs.Changed("scenario") || f.storm == 0 {
 		m, err := workload.ParseMix(f.scenario)
 		if err != nil {

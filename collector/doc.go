@@ -5,7 +5,7 @@
 // Socket states come from one of two sources. The netlink source asks the
 // kernel through NETLINK_SOCK_DIAG with a state bitmask and, when ports are
 // given, an inet_diag bytecode filter that the kernel runs itself, so the cost
-// follows the sockets that match (DESIGN decision 5). The proc source parses
+// follows the sockets that match. The proc source parses
 // /proc/net/tcp and /proc/net/tcp6 under an injectable root; it costs about
 // one microsecond per socket on the host and is the fallback when netlink is
 // refused.

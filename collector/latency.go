@@ -8,7 +8,7 @@ import (
 	"github.com/closeload/closeload/results"
 )
 
-// Phase names one timed part of a connection (DESIGN vocabulary).
+// Phase names one timed part of a connection.
 type Phase int
 
 // The phases of one connection. Their order is the order they happen in.

@@ -7,7 +7,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// One histogram geometry for every run (DESIGN decision 6): 1 ns .. 60 s at 3
+// One histogram geometry for every run: 1 ns .. 60 s at 3
 // significant digits, so any two histograms of any two runs merge exactly.
 const (
 	HistogramLowest  int64 = 1

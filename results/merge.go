@@ -33,7 +33,7 @@ func (m MissingShard) String() string {
 
 // ShardSlice returns how much of a total (connections, storm size) shard i
 // of n takes: floor((i+1)·total/n) − floor(i·total/n). The slices of all n
-// shards add up to total exactly (DESIGN: scale beyond one process).
+// shards add up to total exactly.
 func ShardSlice(total, i, n int) int {
 	if n <= 0 || i < 0 || i >= n {
 		return 0

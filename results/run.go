@@ -98,7 +98,7 @@ type Shard struct {
 }
 
 // Provenance says where a result came from, so two results are only compared
-// when it makes sense to (DESIGN decision 7).
+// when it makes sense to.
 type Provenance struct {
 	Tool       string   `json:"tool"`
 	Version    string   `json:"version"`

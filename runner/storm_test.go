@@ -23,7 +23,7 @@ func withLimits(t *testing.T, lim Limits) {
 	t.Cleanup(func() { limitsNow = old })
 }
 
-// here is the machine of DESIGN.md: 20,000 descriptors, the default port
+// here is this project's machine: 20,000 descriptors, the default port
 // range, 24 GiB.
 var here = Limits{Descriptors: 20000, DescriptorsHard: 20000, PortLow: 32768, PortHigh: 60999, MemAvailable: 23 << 30}
 

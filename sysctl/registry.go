@@ -3,7 +3,7 @@
 // them per network namespace or for the whole host, and what they really
 // do), reading and validating them under an injectable /proc root, applying
 // and restoring them, and running a variant in a fresh network (and user)
-// namespace so that comparisons never touch the host (DESIGN decision 4).
+// namespace so that comparisons never touch the host.
 package sysctl
 
 import (

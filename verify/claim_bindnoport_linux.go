@@ -17,7 +17,7 @@ import (
 var claimBindNoPort = Claim{
 	Name:      "bind-no-port",
 	Statement: "Spreading a client over several source addresses avoids port exhaustion only when the bind leaves the port to connect() (IP_BIND_ADDRESS_NO_PORT).",
-	Source:    "DESIGN decision 3; folklore",
+	Source:    "closeload's own dialer design; folklore",
 	Heavy:     true,
 	Run:       runBindNoPort,
 }

@@ -16,7 +16,7 @@ import (
 // Scenario identifies one close choreography of the catalogue.
 type Scenario int
 
-// The catalogue, in the order of DESIGN.md.
+// The catalogue, in the order the documentation lists it.
 const (
 	ClientHalfClose Scenario = iota
 	ServerHalfClose

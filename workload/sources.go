@@ -103,7 +103,7 @@ func expandPrefix(s string) ([]netip.Addr, error) {
 // DefaultSources returns the sources used when --source is not given: for a
 // loopback IPv4 target, 254 addresses of 127.0.0.0/8 (all local on Linux,
 // nothing to configure), so that connect() finds free ports per 4-tuple
-// instead of stalling in its port search (DESIGN decision 3). For any other
+// instead of stalling in its port search. For any other
 // target, none: the kernel picks the source.
 func DefaultSources(target netip.Addr) []netip.Addr {
 	t := target.Unmap()

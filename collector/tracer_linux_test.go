@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"errors"
-	"golang.org/x/sys/unix"
 	"io"
 	"maps"
 	"net"
@@ -21,8 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/internal/nstest"
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/workload"
 )
@@ -609,7 +611,7 @@ func TestWatchEvents(t *testing.T) {
 			t.Errorf("linger0 events %+v: want transitions and resets, no hand-over", e)
 		}
 		var b strings.Builder
-		collector.WriteWatchLine(&b, f)
+		report.WriteWatchLine(&b, f.Data())
 		if !strings.Contains(b.String(), "rst_sent=") {
 			t.Errorf("watch line without events: %s", b.String())
 		}

@@ -2,11 +2,11 @@ package collector
 
 import (
 	"fmt"
-	"io"
 	"slices"
 	"sort"
-	"strings"
 	"time"
+
+	"github.com/closeload/closeload/results"
 )
 
 // WatchConfig configures a Watcher (closeload watch).
@@ -351,103 +351,28 @@ func (t *portTable) rows() []WatchRow {
 	return append(rows, WatchRow{Port: 0, Counts: t.all})
 }
 
-// WriteWatchTable prints a frame as a table, for a terminal refreshed in
-// place. FIN_WAIT2 shows its orphans in parentheses.
-func WriteWatchTable(w io.Writer, f WatchFrame) {
-	fmt.Fprintf(w, "closeload watch  %s  source %s\n\n", f.T.Format("15:04:05"), f.Source)
-	fmt.Fprintf(w, "%-6s", "PORT")
-	for _, st := range watchStates {
-		fmt.Fprintf(w, " %12s", StateNames[st])
-	}
-	fmt.Fprintln(w)
+// Data is the frame as plain data, for the renderers and JSON.
+func (f WatchFrame) Data() results.WatchFrame {
+	d := results.WatchFrame{T: f.T, Source: f.Source}
 	for _, r := range f.Rows {
-		name := "all"
-		if r.Port != 0 {
-			name = fmt.Sprint(r.Port)
-		}
-		fmt.Fprintf(w, "%-6s", name)
+		row := results.WatchRow{Port: r.Port}
 		for _, st := range watchStates {
-			v := fmt.Sprint(r.Counts.Total[st])
-			if st == StateFinWait2 && r.Counts.Orphaned[st] > 0 {
-				v = fmt.Sprintf("%d(%do)", r.Counts.Total[st], r.Counts.Orphaned[st])
-			}
-			fmt.Fprintf(w, " %12s", v)
+			row.States = append(row.States, results.WatchState{State: StateNames[st], Total: r.Counts.Total[st], Orphaned: r.Counts.Orphaned[st]})
 		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintln(w)
-	if f.Rates == nil {
-		fmt.Fprintln(w, "counter rates: from the next refresh")
-	} else {
-		fmt.Fprintln(w, "counters per second:")
-		for i, k := range WatchCounters {
-			fmt.Fprintf(w, "  %-26s %10.1f", k, f.Rates[k])
-			if i%2 == 1 {
-				fmt.Fprintln(w)
-			}
-		}
-		if len(WatchCounters)%2 == 1 {
-			fmt.Fprintln(w)
-		}
-	}
-	if len(f.Events) > 0 {
-		fmt.Fprintf(w, "\nkernel events per second (eBPF):\n%-6s %12s %12s %12s %12s\n", "PORT", "transitions", "RST sent", "RST received", "to TIME_WAIT")
-		for _, e := range f.Events {
-			fmt.Fprintf(w, "%-6d %12.1f %12.1f %12.1f %12.1f\n", e.Port, e.Transitions, e.ResetsSent, e.ResetsReceived, e.TimeWaitHandovers)
-		}
-	}
-	if f.Err != nil {
-		fmt.Fprintf(w, "\nerror: %v\n", f.Err)
-	}
-	fmt.Fprintln(w, "\n(o) = orphaned, no file descriptor: reaped by tcp_fin_timeout. Ctrl-C ends.")
-}
-
-// WriteWatchLine prints a frame as one line, for logs and pipes: the
-// non-zero states of each row, then the non-zero counter rates.
-func WriteWatchLine(w io.Writer, f WatchFrame) {
-	var b strings.Builder
-	b.WriteString(f.T.Format(time.RFC3339))
-	for _, r := range f.Rows {
-		if r.Port == 0 {
-			b.WriteString(" all:")
-		} else {
-			fmt.Fprintf(&b, " %d:", r.Port)
-		}
-		n := 0
-		for _, st := range watchStates {
-			if v := r.Counts.Total[st]; v > 0 {
-				fmt.Fprintf(&b, " %s=%d", StateNames[st], v)
-				if o := r.Counts.Orphaned[st]; o > 0 {
-					fmt.Fprintf(&b, "(orphaned=%d)", o)
-				}
-				n++
-			}
-		}
-		if n == 0 {
-			b.WriteString(" none")
-		}
-		b.WriteString(";")
+		d.Rows = append(d.Rows, row)
 	}
 	if f.Rates != nil {
-		b.WriteString(" rates/s:")
-		n := 0
+		d.Rates = make([]results.WatchRate, 0, len(WatchCounters))
 		for _, k := range WatchCounters {
-			if v := f.Rates[k]; v != 0 {
-				fmt.Fprintf(&b, " %s=%.1f", k[strings.IndexByte(k, '.')+1:], v)
-				n++
-			}
-		}
-		if n == 0 {
-			b.WriteString(" all 0")
+			d.Rates = append(d.Rates, results.WatchRate{Counter: k, PerSecond: f.Rates[k]})
 		}
 	}
 	for _, e := range f.Events {
-		fmt.Fprintf(&b, " events/s %d: transitions=%.1f rst_sent=%.1f rst_received=%.1f to_time_wait=%.1f;",
-			e.Port, e.Transitions, e.ResetsSent, e.ResetsReceived, e.TimeWaitHandovers)
+		d.Events = append(d.Events, results.WatchEvents{Port: e.Port, Transitions: e.Transitions, ResetsSent: e.ResetsSent,
+			ResetsReceived: e.ResetsReceived, TimeWaitHandovers: e.TimeWaitHandovers})
 	}
 	if f.Err != nil {
-		fmt.Fprintf(&b, " error=%q", f.Err.Error())
+		d.Err = f.Err.Error()
 	}
-	b.WriteByte('\n')
-	io.WriteString(w, b.String())
+	return d
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/closeload/closeload/report"
 )
 
 func TestWatcherRows(t *testing.T) {
@@ -74,8 +76,8 @@ func TestWatcherRatesAndOutput(t *testing.T) {
 		t.Fatalf("OutRsts rate %v", r)
 	}
 	var line, table strings.Builder
-	WriteWatchLine(&line, f)
-	WriteWatchTable(&table, f)
+	report.WriteWatchLine(&line, f.Data())
+	report.WriteWatchTable(&table, f.Data())
 	if strings.Count(line.String(), "\n") != 1 {
 		t.Errorf("line mode prints one line per interval:\n%s", line.String())
 	}

@@ -36,6 +36,9 @@ var valueLists = []struct {
 var formatLists = map[string]func() []string{
 	"closeload report": func() []string { return reportFormats },
 	"closeload run":    func() []string { return summaryFormats },
+	"closeload watch":  func() []string { return summaryFormats },
+	"closeload serve":  func() []string { return summaryFormats },
+	"closeload matrix": func() []string { return summaryFormats },
 	"closeload verify": func() []string { return verify.Formats },
 }
 

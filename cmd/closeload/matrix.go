@@ -17,6 +17,7 @@ func newMatrixCmd() *cobra.Command {
 		f            runFlags
 		variantsFile string
 		matrixID     string
+		matrixFormat = "text"
 		repeat       = 1
 		resultsDir   = "results"
 	)
@@ -46,6 +47,9 @@ each child's output is in vN-rM.log beside its record.`,
   closeload matrix --variants variants.txt --scenario orphan-finwait2 --hold 20s --repeat 3`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
+			if matrixFormat != "text" && matrixFormat != "json" {
+				return usagef("--format %q: accepted: text or json", matrixFormat)
+			}
 			for _, name := range []string{"out", "run-id"} {
 				if fs.Changed(name) {
 					return usagef("--%s: matrix names its runs and records itself (%s/MATRIX-ID/vN-rM.json); use --results DIR and --matrix-id ID", name, resultsDir)
@@ -80,17 +84,25 @@ each child's output is in vN-rM.log beside its record.`,
 				return err
 			}
 			args := append([]string{"matrix"}, flagArgs(fs)...)
+			progress := cmd.OutOrStdout()
+			if matrixFormat == "json" {
+				progress = cmd.ErrOrStderr() // standard output holds only the JSON
+			}
 			plan.Args = args
 			o := runner.MatrixOptions{
 				ID: matrixID, Dir: resultsDir, Variants: variants, Repeat: repeat,
 				Plan: plan, Hlog: plan.Hlog != "", Args: args,
-				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
+				Stdout: progress, Stderr: cmd.ErrOrStderr(),
 				Summary: report.WriteRunSummary,
 			}
 			idx, recs, err := runner.RunMatrix(cmd.Context(), o)
-			if idx != nil {
+			if idx != nil && matrixFormat == "json" {
+				if c, cerr := report.Compare(recs, report.Options{}); cerr == nil {
+					_ = c.WriteJSON(cmd.OutOrStdout())
+				}
+			} else if idx != nil {
 				writeMatrixComparison(cmd, idx, recs)
-				fmt.Fprintf(cmd.OutOrStdout(), "\nrecords: %s\n", filepath.Join(resultsDir, idx.Matrix))
+				fmt.Fprintf(progress, "\nrecords: %s\n", filepath.Join(resultsDir, idx.Matrix))
 			}
 			if err != nil {
 				if perr := planError(err); errors.As(perr, new(usageError)) {
@@ -109,6 +121,7 @@ each child's output is in vN-rM.log beside its record.`,
 	if fl := fs.Lookup("sysctl"); fl != nil {
 		fl.Usage = "KEY=V1,V2,... values to compare (repeatable: variants are the cross product)"
 	}
+	fs.StringVar(&matrixFormat, "format", matrixFormat, "the comparison at the end: text or json (the report's JSON rows; progress lines go to standard error)")
 	fs.StringVar(&matrixID, "matrix-id", "", "matrix id, the name of its results directory (default: time and pid)")
 	for _, name := range []string{"out", "run-id"} {
 		_ = fs.MarkHidden(name)

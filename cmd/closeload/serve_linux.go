@@ -9,6 +9,7 @@ import (
 
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/metrics"
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/runner"
 	"github.com/closeload/closeload/workload"
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ func newServeCmd() *cobra.Command {
 		reusePort bool
 		duration  time.Duration
 		metricsAt string
+		format    = "text"
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -57,6 +59,9 @@ prints what it served.`,
 			if hold < 0 || timeout <= 0 || duration < 0 {
 				return usagef("--hold, --timeout, --duration: want positive durations")
 			}
+			if format != "text" && format != "json" {
+				return usagef("--format %q: accepted: text or json", format)
+			}
 			if err := checkMetricsListen(metricsAt); err != nil {
 				return err
 			}
@@ -68,8 +73,13 @@ prints what it served.`,
 				return err
 			}
 			defer t.Close()
+			// With --format json standard output holds only the summary.
+			say := cmd.OutOrStdout()
+			if format == "json" {
+				say = cmd.ErrOrStderr()
+			}
 			for i, a := range t.Addrs() {
-				fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", ss[i], a)
+				fmt.Fprintf(say, "serving %s on %s\n", ss[i], a)
 			}
 			if metricsAt != "" {
 				e, closeCensus := serveMetrics(t, ss, cmd.ErrOrStderr())
@@ -89,11 +99,25 @@ prints what it served.`,
 			case <-stop:
 			}
 			t.Close()
-			for _, s := range ss {
+			var served []report.ServeScenario
+			for i, s := range ss {
 				c := t.Counts(s)
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: accepted %d, completed %d, errors %d, resets seen %d\n",
-					s, c.Attempts, c.Cycles, c.ErrorTotal(), c.Reset)
+				sc := report.ServeScenario{Scenario: s.String(), Listen: t.Addrs()[i].String(), Accepted: c.Attempts, Completed: c.Cycles,
+					Unfinished: workload.UnfinishedMap(c.Unfinished), ResetsSeen: c.Reset}
+				for k, n := range c.Errors {
+					if n > 0 {
+						if sc.Errors == nil {
+							sc.Errors = map[string]uint64{}
+						}
+						sc.Errors[workload.ErrorClass(k).String()] = n
+					}
+				}
+				served = append(served, sc)
 			}
+			if format == "json" {
+				return report.WriteServeSummaryJSON(cmd.OutOrStdout(), served)
+			}
+			report.WriteServeSummary(cmd.OutOrStdout(), served)
 			return nil
 		},
 	}
@@ -108,6 +132,7 @@ prints what it served.`,
 	f.BoolVar(&reusePort, "reuseport", reusePort, "SO_REUSEPORT, so several serve processes share the ports")
 	f.DurationVar(&duration, "duration", duration, "stop after this long (0 = until Ctrl-C)")
 	addMetricsListen(f, &metricsAt)
+	f.StringVar(&format, "format", format, "summary at the end: text or json")
 	return cmd
 }
 

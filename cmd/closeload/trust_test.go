@@ -351,3 +351,82 @@ func TestSafeOutputs(t *testing.T) {
 		}
 	})
 }
+
+// serverFirstServer reads a request, answers and closes first, so the
+// TIME_WAIT of every connection is the server's.
+func serverFirstServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.Read(make([]byte, 64))
+				c.Write([]byte("response"))
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestExternalTargetSides drives a server on loopback that closes first:
+// the summary and the record put its TIME_WAIT on the target's side, not
+// the client's.
+func TestExternalTargetSides(t *testing.T) {
+	addr := serverFirstServer(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	code, stdout, stderr := run(t, "run", "--target", addr, "-s", "full-close", "-c", "2", "--cycles", "300", "--interval", "100ms", "--collector-source", "netlink", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	r, err := results.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := r.PeakSides[results.SideTarget]["TIME_WAIT"].Total
+	if tw < 250 || tw > 301 || r.PeakSides[results.SideClient]["TIME_WAIT"].Total != 0 {
+		t.Errorf("TIME_WAIT target %d client %d: want the server's ~300 on the target side", tw, r.PeakSides[results.SideClient]["TIME_WAIT"].Total)
+	}
+	if !strings.Contains(stdout, "target side:  TIME_WAIT") {
+		t.Errorf("summary lacks the target side:\n%s", stdout)
+	}
+}
+
+// TestFormatsJSON checks the JSON of serve, watch and matrix.
+func TestFormatsJSON(t *testing.T) {
+	code, stdout, stderr := run(t, "watch", "--count", "2", "--interval", "50ms", "--format", "json")
+	if code != 0 {
+		t.Fatalf("watch exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("watch printed %d lines, want 2 JSON lines:\n%s", len(lines), stdout)
+	}
+	for _, l := range lines {
+		var f results.WatchFrame
+		if err := json.Unmarshal([]byte(l), &f); err != nil || len(f.Rows) == 0 {
+			t.Errorf("watch line %q: %v", l, err)
+		}
+	}
+	code, stdout, stderr = run(t, "serve", "--listen", "127.0.0.1:0", "-s", "client-halfclose", "--duration", "200ms", "--format", "json")
+	if code != 0 {
+		t.Fatalf("serve exit %d: %s", code, stderr)
+	}
+	var s struct {
+		Scenarios []report.ServeScenario `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil || len(s.Scenarios) != 1 || s.Scenarios[0].Scenario != "client-halfclose" {
+		t.Errorf("serve JSON %q: %v", stdout, err)
+	}
+	if !strings.Contains(stderr, "serving client-halfclose on") {
+		t.Errorf("serve's listening line not on stderr: %q", stderr)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/metrics"
+	"github.com/closeload/closeload/report"
 	"github.com/closeload/closeload/runner"
 	"github.com/spf13/cobra"
 )
@@ -22,6 +23,7 @@ func newWatchCmd() *cobra.Command {
 		procRoot  string
 		count     int
 		metricsAt string
+		format    string
 	)
 	c := &cobra.Command{
 		Use:   "watch",
@@ -46,6 +48,9 @@ one line is printed per interval. Ctrl-C ends it.`,
 			}
 			if err := collector.ValidateSource(source); err != nil {
 				return asUsage(err)
+			}
+			if format != "text" && format != "json" {
+				return usagef("--format %q: accepted: text or json", format)
 			}
 			if count < 0 {
 				return usagef("--count %d: accepted: 0 (until Ctrl-C) or more", count)
@@ -84,11 +89,16 @@ one line is printed per interval. Ctrl-C ends it.`,
 				for _, note := range w.Notes() {
 					fmt.Fprintf(cmd.ErrOrStderr(), "closeload watch: %s\n", note)
 				}
-				if tty {
+				switch {
+				case format == "json":
+					if err := report.WriteWatchJSON(out, f.Data()); err != nil {
+						return err
+					}
+				case tty:
 					io.WriteString(out, "\x1b[H\x1b[2J")
-					collector.WriteWatchTable(out, f)
-				} else {
-					collector.WriteWatchLine(out, f)
+					report.WriteWatchTable(out, f.Data())
+				default:
+					report.WriteWatchLine(out, f.Data())
 				}
 			}
 			return nil
@@ -96,8 +106,9 @@ one line is printed per interval. Ctrl-C ends it.`,
 	}
 	c.Flags().IntSliceVar(&ports, "port", nil, "show sockets whose local or remote port is `P` (repeatable; default: every listening port)")
 	c.Flags().DurationVar(&interval, "interval", time.Second, "refresh every `D` (minimum 10ms)")
-	c.Flags().StringVar(&source, "collector-source", collector.SourceAuto, "where socket states come from: auto, netlink or proc")
+	c.Flags().StringVar(&source, "collector-source", collector.SourceAuto, "where socket states come from: auto, ebpf, netlink or proc")
 	c.Flags().IntVar(&count, "count", 0, "stop after `N` refreshes (0: until Ctrl-C)")
+	c.Flags().StringVar(&format, "format", "text", "output: text (a table on a terminal, a line per refresh otherwise) or json (one JSON object per refresh, JSON Lines)")
 	c.Flags().StringVar(&procRoot, "proc-root", collector.DefaultProcRoot, "procfs root (for tests)")
 	_ = c.Flags().MarkHidden("proc-root")
 	addMetricsListen(c.Flags(), &metricsAt)

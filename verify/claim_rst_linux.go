@@ -116,6 +116,7 @@ func runUnreadCloseRST(ctx context.Context, env *Env) Result {
 	}
 	defer ln.Close()
 	sport := portOf(ln.Addr())
+	traced := kernelResets(uint16(sport))
 	clients, servers, err := pairs(ctx, ln, rstConns)
 	if err != nil {
 		return failed(r, err)
@@ -178,6 +179,7 @@ func runUnreadCloseRST(ctx context.Context, env *Env) Result {
 		abort, rsts, delta(c2, c3, "TcpExt.TCPAbortOnData"))
 	r.add("clients' reads after the Close", "%s", end)
 	r.add("states after", "server side: %s; client side: %s", srvStates, cliStates)
+	traced(&r)
 
 	lost := int64(queued)
 	switch {
@@ -212,6 +214,7 @@ const lingerConns = 10
 // The server side is blocked in Read in both cases.
 func runLinger0(ctx context.Context, env *Env) Result {
 	var r Result
+	var traced func(*Result)
 	phase := func(linger bool) (ends endings, cli, srv string, before, after snapshot, err error) {
 		ln, err := listen(0)
 		if err != nil {
@@ -219,6 +222,9 @@ func runLinger0(ctx context.Context, env *Env) Result {
 		}
 		defer ln.Close()
 		sport := portOf(ln.Addr())
+		if linger {
+			traced = kernelResets(uint16(sport))
+		}
 		clients, servers, err := pairs(ctx, ln, lingerConns)
 		if err != nil {
 			return ends, "", "", nil, nil, err
@@ -281,6 +287,7 @@ func runLinger0(ctx context.Context, env *Env) Result {
 	r.add("counters over the linger-0 closes", "Tcp.OutRsts +%d, TCPAbortOnData +%d, TCPAbortOnLinger +%d, TCPAbortOnClose +%d",
 		delta(b1, a1, "Tcp.OutRsts"), delta(b1, a1, "TcpExt.TCPAbortOnData"), delta(b1, a1, "TcpExt.TCPAbortOnLinger"), delta(b1, a1, "TcpExt.TCPAbortOnClose"))
 	r.add("states after the linger-0 closes", "client side: %s; server side: %s", cli, srv)
+	traced(&r)
 	rsts := delta(b1, a1, "Tcp.OutRsts")
 	switch {
 	case ends.reset >= lingerConns*9/10 && rsts >= int64(lingerConns*9/10) && ctl.eof == lingerConns:

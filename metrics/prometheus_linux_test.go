@@ -328,10 +328,11 @@ func TestPrometheusScrapesARun(t *testing.T) {
 		}
 
 		// Socket states: client-halfclose leaves TIME_WAIT on the client,
-		// one per completed connection (a few end in RST instead).
+		// one per completed connection (some end in RST instead: on a
+		// loaded machine up to about a tenth).
 		tw := prom.queryAt(t, fmt.Sprintf(`%s{run_id="prom-test",side="all",state="TIME_WAIT"}`, metrics.SocketStates), "", at)[""]
-		if tw < float64(final.Cycles)*0.9 || tw > float64(final.Attempts) {
-			t.Errorf("TIME_WAIT %v, want within [%v, %d]", tw, float64(final.Cycles)*0.9, final.Attempts)
+		if tw < float64(final.Cycles)*0.8 || tw > float64(final.Attempts) {
+			t.Errorf("TIME_WAIT %v, want within [%v, %d]", tw, float64(final.Cycles)*0.8, final.Attempts)
 		}
 		// Every dashboard query runs in this Prometheus; those of the
 		// figures this run has (no tracer, no watch ports here) show data

@@ -291,6 +291,9 @@ func (p *Plan) checkOutputs() error {
 		if p.Storm != nil || p.Procs > 1 || p.Procs == ProcsAuto {
 			return fieldErr("Hlog", "not available for storms or several processes yet; the record holds the merged histograms")
 		}
+		if results.SameOutput(p.Out, p.Hlog) {
+			return fieldErr("Hlog", "%s is where {Out} goes too: one would overwrite the other", p.Hlog)
+		}
 	}
 	return nil
 }

@@ -9,19 +9,20 @@ import (
 	"github.com/closeload/closeload/results"
 )
 
-// Kernel TCP state numbers (include/net/tcp_states.h). They index Counts.
+// Kernel TCP state numbers (include/net/tcp_states.h), as package kernel
+// names them. They index Counts.
 const (
-	StateEstablished = 1
-	StateSynSent     = 2
-	StateSynRecv     = 3
-	StateFinWait1    = 4
-	StateFinWait2    = 5
-	StateTimeWait    = 6
-	StateClose       = 7
-	StateCloseWait   = 8
-	StateLastAck     = 9
-	StateListen      = 10
-	StateClosing     = 11
+	StateEstablished = kernel.StateEstablished
+	StateSynSent     = kernel.StateSynSent
+	StateSynRecv     = kernel.StateSynRecv
+	StateFinWait1    = kernel.StateFinWait1
+	StateFinWait2    = kernel.StateFinWait2
+	StateTimeWait    = kernel.StateTimeWait
+	StateClose       = kernel.StateClose
+	StateCloseWait   = kernel.StateCloseWait
+	StateLastAck     = kernel.StateLastAck
+	StateListen      = kernel.StateListen
+	StateClosing     = kernel.StateClosing
 	// stateNewSynRecv is a request socket (SYN received, not yet accepted
 	// into the queue); sock_diag and /proc report it as SYN_RECV already, and
 	// it is folded into SYN_RECV here too.

@@ -47,17 +47,17 @@ func WriteKernelEvents(w io.Writer, ev *results.KernelEvents) error {
 	}
 	for _, g := range groups {
 		var parts []string
-		if n := total(g.TimeWaitHandovers); n > 0 {
+		if n := results.CountTotal(g.TimeWaitHandovers); n > 0 {
 			parts = append(parts, fmt.Sprintf("to TIME_WAIT %d (%s)", n, joinCounts(g.TimeWaitHandovers)))
 		}
-		if n := total(g.ResetsSent); n > 0 {
+		if n := results.CountTotal(g.ResetsSent); n > 0 {
 			s := fmt.Sprintf("RST sent %d in %s", n, joinCounts(g.ResetsSent))
 			if len(g.ResetReasons) > 0 {
 				s += " because " + joinCounts(g.ResetReasons)
 			}
 			parts = append(parts, s)
 		}
-		if n := total(g.ResetsReceived); n > 0 {
+		if n := results.CountTotal(g.ResetsReceived); n > 0 {
 			parts = append(parts, fmt.Sprintf("RST received %d in %s", n, joinCounts(g.ResetsReceived)))
 		}
 		if len(parts) > 0 {
@@ -87,13 +87,6 @@ func dwellMeasured(groups []results.EventGroup, state string) bool {
 		}
 	}
 	return false
-}
-
-func total(m map[string]uint64) (n uint64) {
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // joinCounts prints "A 3, B 1", largest first, ties by name.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/closeload/closeload/results"
 )
 
 // ServeScenario is what `closeload serve` served of one scenario.
@@ -21,7 +23,7 @@ type ServeScenario struct {
 func WriteServeSummary(w io.Writer, ss []ServeScenario) {
 	for _, s := range ss {
 		fmt.Fprintf(w, "%s: accepted %d, completed %d, errors %d, unfinished %d, resets seen %d\n",
-			s.Scenario, s.Accepted, s.Completed, sum(s.Errors), sum(s.Unfinished), s.ResetsSeen)
+			s.Scenario, s.Accepted, s.Completed, results.CountTotal(s.Errors), results.CountTotal(s.Unfinished), s.ResetsSeen)
 	}
 }
 

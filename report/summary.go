@@ -99,12 +99,13 @@ func writeCounts(w io.Writer, r *results.Run) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tattempts\tcompleted\tcycles/s\terrors\tunfinished\teof\treset\tlate\t")
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t\n", s.Name, s.Attempts, s.Cycles, s.Rate, errTotal(s.Errors), sum(s.Unfinished), s.Observed.EOF, s.Observed.Reset, s.LateStarts)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t\n", s.Name, s.Attempts, s.Cycles, s.Rate, results.ErrorTotal(s.Errors), results.CountTotal(s.Unfinished), s.Observed.EOF, s.Observed.Reset, s.LateStarts)
 	}
 	t := r.Totals
-	fmt.Fprintf(tw, "total\t%d\t%d\t%.0f\t%d\t%d\t\t\t%d\t\n", t.Attempts, t.Cycles, t.Rate, errTotal(t.Errors), sum(t.Unfinished), t.LateStarts)
+	fmt.Fprintf(tw, "total\t%d\t%d\t%.0f\t%d\t%d\t\t\t%d\t\n", t.Attempts, t.Cycles, t.Rate, results.ErrorTotal(t.Errors), results.CountTotal(t.Unfinished), t.LateStarts)
 	tw.Flush()
-	if missing := int64(t.Attempts) - int64(t.Cycles+errTotal(t.Errors)+sum(t.Unfinished)); missing != 0 && r.Storm == nil {
+	if !t.Accounted() && r.Storm == nil {
+		missing := int64(t.Attempts) - int64(t.Cycles+results.ErrorTotal(t.Errors)+results.CountTotal(t.Unfinished))
 		fmt.Fprintf(w, "ACCOUNTING: %d connections are neither completed, failed nor unfinished\n", missing)
 	}
 	if len(t.Errors) > 0 {
@@ -114,7 +115,7 @@ func writeCounts(w io.Writer, r *results.Run) {
 			fmt.Fprintf(w, "  %-20s %8d  e.g. %s\n", k, e.Count, e.Example)
 		}
 	}
-	if n := sum(t.Unfinished); n > 0 {
+	if n := results.CountTotal(t.Unfinished); n > 0 {
 		var parts []string
 		for _, ph := range unfinishedOrder {
 			if v := t.Unfinished[ph]; v > 0 {
@@ -423,22 +424,6 @@ func WriteKernelSummary(w io.Writer, r *results.Run) {
 
 // ns prints nanoseconds as latency tools do, three significant digits.
 func ns(v int64) string { return formatNs(float64(v)) }
-
-func errTotal(m map[string]results.ErrorCount) uint64 {
-	var n uint64
-	for _, e := range m {
-		n += e.Count
-	}
-	return n
-}
-
-func sum(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -290,26 +290,10 @@ type StormResult struct {
 // before unfinished connections were counted may fail it after a forced
 // stop.
 func (s *ScenarioResult) Accounted() bool {
-	return s.Attempts == s.Cycles+errorSum(s.Errors)+unfinishedSum(s.Unfinished)
+	return s.Attempts == s.Cycles+ErrorTotal(s.Errors)+CountTotal(s.Unfinished)
 }
 
 // Accounted is ScenarioResult.Accounted for the sums of a run.
 func (t *Totals) Accounted() bool {
-	return t.Attempts == t.Cycles+errorSum(t.Errors)+unfinishedSum(t.Unfinished)
-}
-
-func errorSum(m map[string]ErrorCount) uint64 {
-	var n uint64
-	for _, e := range m {
-		n += e.Count
-	}
-	return n
-}
-
-func unfinishedSum(m map[string]uint64) uint64 {
-	var n uint64
-	for _, u := range m {
-		n += u
-	}
-	return n
+	return t.Attempts == t.Cycles+ErrorTotal(t.Errors)+CountTotal(t.Unfinished)
 }

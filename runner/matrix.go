@@ -377,7 +377,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*MatrixIndex, []*results.R
 		rec := o.runOne(ctx, dir, r, v, stderr)
 		recs[i] = rec
 		if rec != nil {
-			fmt.Fprintf(stdout, " %.0f cycles/s, %d errors%s\n", rec.Totals.Rate, errorTotal(rec.Totals.Errors), statusNote(r))
+			fmt.Fprintf(stdout, " %.0f cycles/s, %d errors%s\n", rec.Totals.Rate, results.ErrorTotal(rec.Totals.Errors), statusNote(r))
 		} else {
 			fmt.Fprintf(stdout, " %s: %s\n", r.Status, r.Error)
 		}

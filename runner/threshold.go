@@ -192,11 +192,11 @@ func (t Threshold) measure(r *results.Run) (float64, bool) {
 			return 0, false
 		}
 	}
-	cycles, attempts, rate, errs := r.Totals.Cycles, r.Totals.Attempts, r.Totals.Rate, errorTotal(r.Totals.Errors)
-	unfinished := sumValues(r.Totals.Unfinished)
+	cycles, attempts, rate, errs := r.Totals.Cycles, r.Totals.Attempts, r.Totals.Rate, results.ErrorTotal(r.Totals.Errors)
+	unfinished := results.CountTotal(r.Totals.Unfinished)
 	if sc != nil {
-		cycles, attempts, rate, errs = sc.Cycles, sc.Attempts, sc.Rate, errorTotal(sc.Errors)
-		unfinished = sumValues(sc.Unfinished)
+		cycles, attempts, rate, errs = sc.Cycles, sc.Attempts, sc.Rate, results.ErrorTotal(sc.Errors)
+		unfinished = results.CountTotal(sc.Unfinished)
 	}
 	switch {
 	case t.Metric == "errors":
@@ -257,20 +257,4 @@ func (t Threshold) measure(r *results.Run) (float64, bool) {
 		q = 99.99
 	}
 	return float64(h.ValueAtQuantile(q)), true
-}
-
-func errorTotal(m map[string]results.ErrorCount) uint64 {
-	var n uint64
-	for _, e := range m {
-		n += e.Count
-	}
-	return n
-}
-
-func sumValues(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }

@@ -37,21 +37,13 @@ func kernelResets(port uint16) func(r *Result) {
 				parts = append(parts, name+" side: no events")
 				continue
 			}
-			sent, recv := total(g.ResetsSent), total(g.ResetsReceived)
+			sent, recv := results.CountTotal(g.ResetsSent), results.CountTotal(g.ResetsReceived)
 			r.figure("ebpf_rst_sent_"+name, float64(sent))
 			r.figure("ebpf_rst_received_"+name, float64(recv))
 			parts = append(parts, fmt.Sprintf("%s side: RST sent %d%s%s, received %d%s", name, sent, inStates(g.ResetsSent), because(g.ResetReasons), recv, inStates(g.ResetsReceived)))
 		}
 		r.add("kernel events (eBPF)", "%s", strings.Join(parts, "; "))
 	}
-}
-
-func total(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // inStates renders "in ESTABLISHED 10, LISTEN 1".

@@ -50,9 +50,24 @@ type Tracer struct {
 	reasons  map[int]string
 	methods  map[string]string
 
+	// missed0 is the programs' recursion misses when the tracer opened.
+	missed0 uint64
+
 	mu  sync.Mutex
 	buf []byte
 	ctr []uint64
+}
+
+// recursionMisses sums the kernel's count of events the programs missed
+// because another BPF program ran on the CPU.
+func (t *Tracer) recursionMisses() uint64 {
+	var n uint64
+	for _, p := range t.progs {
+		if st, err := p.Stats(); err == nil {
+			n += st.RecursionMisses
+		}
+	}
+	return n
 }
 
 func unavailable(format string, args ...any) error {
@@ -162,6 +177,7 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 	t.methods = tracerMethods(off, timewaitLifetimeProbe())
 	t.buf = make([]byte, 8*ctrCount)
 	t.ctr = make([]uint64, ctrCount)
+	t.missed0 = t.recursionMisses()
 	ok = true
 	return t, nil
 }
@@ -408,7 +424,11 @@ func (t *Tracer) Read() (*results.KernelEvents, error) {
 	for i := 0; i < len(b)/8; i++ {
 		dwell[i] = binary.NativeEndian.Uint64(b[8*i:])
 	}
-	return buildEvents(t.cfg, t.ctr, dwell, t.reasons, maps.Clone(t.methods))
+	ev, err := buildEvents(t.cfg, t.ctr, dwell, t.reasons, maps.Clone(t.methods))
+	if ev != nil {
+		ev.Missed = t.recursionMisses() - t.missed0
+	}
+	return ev, err
 }
 
 // Close detaches the programs and frees the maps.

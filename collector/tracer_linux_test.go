@@ -174,6 +174,7 @@ func TestTracerScenarios(t *testing.T) {
 			t.Fatal(err)
 		}
 		rst1 := snmpOutRsts(t)
+		t.Logf("events the kernel skipped (recursion guard): %d", ev.Missed)
 		const C, T = results.SideClient, results.SideTarget
 		type tr3 struct{ side, from, to string }
 		opener := []tr3{{C, "CLOSE", "SYN_SENT"}, {C, "SYN_SENT", "ESTABLISHED"}, {T, "LISTEN", "SYN_RECV"}, {T, "SYN_RECV", "ESTABLISHED"}}
@@ -203,9 +204,19 @@ func TestTracerScenarios(t *testing.T) {
 		sentIn := map[workload.Scenario]string{workload.Linger0: "ESTABLISHED", workload.UnreadClose: "ESTABLISHED"}
 		for _, c := range cases {
 			t.Run(c.s.String(), func(t *testing.T) {
+				// The kernel skips a program it finds another BPF program
+				// running on the CPU (a softirq interrupting one): counts may
+				// be low by what it says it missed, no more.
+				lo := lo - min(lo, ev.Missed)
 				for _, w := range append(opener, c.want...) {
 					g := group(t, ev, c.s.String(), w.side)
 					between(t, w.side+" "+w.from+"->"+w.to, g.Count(w.from, w.to), lo, hi)
+				}
+				if t.Failed() {
+					for _, side := range []string{C, T} {
+						g := group(t, ev, c.s.String(), side)
+						t.Logf("%s %s: transitions %v resets sent %v received %v handovers %v; missed %d", c.s, side, g.Transitions, g.ResetsSent, g.ResetsReceived, g.TimeWaitHandovers, ev.Missed)
+					}
 				}
 				cl, tg := group(t, ev, c.s.String(), C), group(t, ev, c.s.String(), T)
 				if c.twSide != "" {

@@ -70,6 +70,9 @@ func WriteKernelEvents(w io.Writer, ev *results.KernelEvents) error {
 	if ev.Untracked > 0 {
 		fmt.Fprintf(w, "  %d transitions without dwell (the kernel's per-connection table was full)\n", ev.Untracked)
 	}
+	if ev.Missed > 0 {
+		fmt.Fprintf(w, "  %d events missed: the kernel skipped the tracer while another BPF program ran on the CPU; counts may be low by that much\n", ev.Missed)
+	}
 	return nil
 }
 

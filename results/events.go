@@ -29,6 +29,12 @@ type KernelEvents struct {
 	// Untracked counts transitions whose connection the kernel-side table
 	// could not hold (full), so their dwell is missing; counts stay exact.
 	Untracked uint64 `json:"untracked,omitempty"`
+	// Missed counts events the kernel did not run the tracer's programs
+	// for, because another BPF program was running on that CPU (the
+	// kernel's recursion guard, which a loaded machine meets when a
+	// softirq interrupts a program): every count may be low by up to
+	// this many.
+	Missed uint64 `json:"missed,omitempty"`
 }
 
 // EventGroup is one scenario's sockets on one side.
@@ -104,6 +110,7 @@ func MergeKernelEvents(parts ...*KernelEvents) (*KernelEvents, error) {
 			}
 		}
 		out.Untracked += p.Untracked
+		out.Missed += p.Missed
 		for _, g := range p.Groups {
 			key := [2]string{g.Scenario, g.Side}
 			i, ok := idx[key]

@@ -78,7 +78,12 @@ func (c *Comparison) Plots() ([]Plot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, lat...), nil
+	out = append(out, lat...)
+	dwell, err := c.dwellPlots()
+	if err != nil {
+		return nil, err
+	}
+	return append(out, dwell...), nil
 }
 
 // WritePNG draws the figure as a PNG image.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"gonum.org/v1/plot"
@@ -103,17 +104,87 @@ func (c *Comparison) phasesOf(scenario string) []string {
 // latencyPlots draws, per scenario, one panel per phase: latency against
 // percentile, one line per variant (its repeats' histograms merged).
 func (c *Comparison) latencyPlots() ([]Plot, error) {
+	return c.percentilePlots("latency", "Latency by percentile", "latency", c.phasesOf, mergedHistogram)
+}
+
+// dwellPlots draws, per scenario, one panel per side and closing state the
+// eBPF tracer measured: the time the kernel kept connections in the state,
+// against percentile, one line per variant.
+func (c *Comparison) dwellPlots() ([]Plot, error) {
+	return c.percentilePlots("dwell", "Kernel time in each closing state by percentile", "time in state", c.dwellKeys, mergedDwell)
+}
+
+// dwellKeys lists a scenario's measured "side STATE" dwell keys.
+func (c *Comparison) dwellKeys(scenario string) []string {
+	seen := map[string]bool{}
+	for _, g := range c.groups {
+		for _, r := range g.runs {
+			if r.KernelEvents == nil {
+				continue
+			}
+			for _, eg := range r.KernelEvents.Groups {
+				if eg.Scenario != scenario {
+					continue
+				}
+				for _, st := range dwellStates {
+					if d, ok := eg.Dwell[st]; ok && d.Count > 0 {
+						seen[eg.Side+" "+st] = true
+					}
+				}
+			}
+		}
+	}
+	var out []string
+	for _, side := range []string{results.SideClient, results.SideTarget} {
+		for _, st := range dwellStates {
+			if seen[side+" "+st] {
+				out = append(out, side+" "+st)
+			}
+		}
+	}
+	return out
+}
+
+// mergedDwell merges a variant's dwell histograms of one scenario, side and
+// state ("side STATE") over its repeats.
+func mergedDwell(runs []*results.Run, scenario, key string) (*hdrhistogram.Histogram, error) {
+	side, st, _ := strings.Cut(key, " ")
+	acc := results.NewHistogram()
+	for _, r := range runs {
+		if r.KernelEvents == nil {
+			continue
+		}
+		for _, eg := range r.KernelEvents.Groups {
+			d, ok := eg.Dwell[st]
+			if eg.Scenario != scenario || eg.Side != side || !ok || d.Count == 0 {
+				continue
+			}
+			h, err := results.DecodeHistogram(d.Histogram)
+			if err != nil {
+				return nil, fmt.Errorf("run %s scenario %s dwell %s: %w", r.ID, scenario, key, err)
+			}
+			acc.Merge(h)
+		}
+	}
+	return acc, nil
+}
+
+// percentilePlots draws, per scenario, one panel per key (a phase, a side
+// and state): a value against percentile on HdrHistogram's log axis, one
+// line per variant (its repeats' histograms merged).
+func (c *Comparison) percentilePlots(name, title, ylabel string, keysOf func(string) []string,
+	merged func([]*results.Run, string, string) (*hdrhistogram.Histogram, error)) ([]Plot, error) {
 	var out []Plot
 	for si, sc := range scenarioOrder(c.groups) {
-		phases := c.phasesOf(sc)
-		if len(phases) == 0 {
+		keys := keysOf(sc)
+		if len(keys) == 0 {
 			continue
 		}
 		hists := make([][]*hdrhistogram.Histogram, len(c.groups))
 		var maxV int64
 		for vi, g := range c.groups {
-			for _, ph := range phases {
-				h, err := mergedHistogram(g.runs, sc, ph)
+			for _, k := range keys {
+				h, err := merged(g.runs, sc, k)
 				if err != nil {
 					return nil, err
 				}
@@ -126,8 +197,8 @@ func (c *Comparison) latencyPlots() ([]Plot, error) {
 			unit, scale = "ms", 1e6
 		}
 		var panels []*plot.Plot
-		for pi, ph := range phases {
-			p := newPlot(fmt.Sprintf("%s: %s", sc, ph), "percentile", "latency ("+unit+")")
+		for ki, k := range keys {
+			p := newPlot(fmt.Sprintf("%s: %s", sc, k), "percentile", ylabel+" ("+unit+")")
 			p.X.Tick.Marker = percentileTicks
 			p.X.Min = 0
 			p.Y.Scale = plot.LogScale{}
@@ -135,7 +206,7 @@ func (c *Comparison) latencyPlots() ([]Plot, error) {
 			drawn := false
 			xmax := 1.0
 			for vi := range c.groups {
-				xys := percentileCurve(hists[vi][pi], scale)
+				xys := percentileCurve(hists[vi][ki], scale)
 				if len(xys) == 0 {
 					continue
 				}
@@ -154,7 +225,7 @@ func (c *Comparison) latencyPlots() ([]Plot, error) {
 		if len(panels) == 0 {
 			continue
 		}
-		out = append(out, figure(fmt.Sprintf("latency-%d-%s", si, slug(sc)), "Latency by percentile: "+sc+" (repeats merged)",
+		out = append(out, figure(fmt.Sprintf("%s-%d-%s", name, si, slug(sc)), title+": "+sc+" (repeats merged)",
 			panels, 2, 3*vg.Inch, c.variantLegend(false)))
 	}
 	return out, nil

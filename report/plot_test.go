@@ -219,3 +219,44 @@ func TestStatesBySide(t *testing.T) {
 		}
 	}
 }
+
+// TestDwellPlots draws the kernel's time in each closing state from two real
+// records of `closeload matrix --sysctl net.ipv4.tcp_fin_timeout=60,2 -s
+// orphan-finwait2` made with the eBPF tracer: one panel per side and state
+// it measured, one line per variant.
+func TestDwellPlots(t *testing.T) {
+	c := loadCompare(t, []string{"testdata/dwell"}, Options{})
+	plots, err := c.Plots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dwell []Plot
+	for _, p := range plots {
+		if strings.HasPrefix(p.Name, "dwell-") {
+			dwell = append(dwell, p)
+		}
+	}
+	if len(dwell) != 1 || !strings.Contains(dwell[0].Title, "orphan-finwait2") {
+		t.Fatalf("dwell figures %v, want one for orphan-finwait2", dwell)
+	}
+	var b bytes.Buffer
+	if err := dwell[0].WritePNG(&b); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := inkPixels(img); n < img.Bounds().Dx()*img.Bounds().Dy()/100 {
+		t.Errorf("dwell figure has %d inked pixels: empty?", n)
+	}
+	for _, key := range []string{"client FIN_WAIT1", "target CLOSE_WAIT"} {
+		found := false
+		for _, k := range c.dwellKeys("orphan-finwait2") {
+			found = found || k == key
+		}
+		if !found {
+			t.Errorf("no %s panel in %v", key, c.dwellKeys("orphan-finwait2"))
+		}
+	}
+}

@@ -54,7 +54,8 @@ func (e *Exporter) currentProvider() Provider {
 func (e *Exporter) Gatherer() prometheus.Gatherer { return e.reg }
 
 // Handler serves the figures in the Prometheus text format, or OpenMetrics
-// when the scraper asks for it.
+// when the scraper asks for it. A provider mistake (the same series twice)
+// drops the offending series, not the scrape: a live view keeps going.
 func (e *Exporter) Handler() http.Handler {
-	return promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
+	return promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError})
 }

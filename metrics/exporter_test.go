@@ -252,6 +252,27 @@ func TestServeUntilCancelled(t *testing.T) {
 	}
 }
 
+func TestDuplicateSeriesKeepTheScrape(t *testing.T) {
+	e := metrics.New("r")
+	e.SetProvider(func() metrics.Live {
+		l := fullLive()
+		l.Scenarios = append(l.Scenarios, l.Scenarios[0]) // the same series twice
+		return l
+	})
+	if _, err := e.Gatherer().Gather(); err == nil {
+		t.Fatal("Gather accepted duplicate series; the test no longer tests anything")
+	}
+	srv, err := metrics.Listen("127.0.0.1:0", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	fams := scrape(t, srv.URL())
+	if v := value(t, fams, metrics.SocketStates, map[string]string{"side": "client", "state": "TIME_WAIT"}); v.GetGauge().GetValue() != 40 {
+		t.Errorf("TIME_WAIT %v, want 40 despite the duplicates", v.GetGauge().GetValue())
+	}
+}
+
 func TestOpenMetricsWhenAsked(t *testing.T) {
 	e := metrics.New("r")
 	e.SetProvider(fullLive)

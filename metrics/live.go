@@ -55,6 +55,8 @@ type ScenarioLive struct {
 	LateStarts uint64
 	// Phases are cumulative latency histograms in nanoseconds, one per
 	// phase (collector.PhaseNames); nil or empty ones are not exported.
+	// They are labelled by scenario only (a latency sink holds both sides
+	// of a storm together): set them on one side of a scenario.
 	Phases [collector.NumPhases]*hdrhistogram.Histogram
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -316,13 +317,13 @@ func TestShellCompletion(t *testing.T) {
 			for _, c := range shellCases {
 				t.Run(c.name, func(t *testing.T) {
 					args := map[string][]string{"bash": {"--norc", "--noprofile", "-c"}, "zsh": {"-f", "-c"}, "fish": {"--no-config", "-c"}}[shell]
-					cmd := exec.Command(sh, append(args, shellDrivers[shell](script, c))...)
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					cmd := exec.CommandContext(ctx, sh, append(args, shellDrivers[shell](script, c))...)
 					cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+os.Getenv("PATH"), "HOME="+t.TempDir())
 					var stderr strings.Builder
 					cmd.Stderr = &stderr
-					ctx := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
 					out, err := cmd.Output()
-					ctx.Stop()
 					if err != nil {
 						t.Fatalf("%s: %v\n%s", shell, err, stderr.String())
 					}

@@ -139,7 +139,7 @@ func ValidateInterval(d time.Duration) (time.Duration, error) {
 		return DefaultInterval, nil
 	}
 	if d < MinInterval {
-		return 0, fmt.Errorf("--interval %v: %w", d, ErrInterval)
+		return 0, fmt.Errorf("interval %v: %w", d, ErrInterval)
 	}
 	return d, nil
 }

@@ -20,9 +20,9 @@ func TestNewSamplerValidates(t *testing.T) {
 		err  error
 		flag string
 	}{
-		{"interval below 10ms", SamplerConfig{Interval: 5 * time.Millisecond, Source: SourceProc}, ErrInterval, "--interval"},
-		{"negative interval", SamplerConfig{Interval: -time.Second, Source: SourceProc}, ErrInterval, "--interval"},
-		{"unknown source", SamplerConfig{Source: "bpf"}, ErrSource, "--collector-source"},
+		{"interval below 10ms", SamplerConfig{Interval: 5 * time.Millisecond, Source: SourceProc}, ErrInterval, "interval"},
+		{"negative interval", SamplerConfig{Interval: -time.Second, Source: SourceProc}, ErrInterval, "interval"},
+		{"unknown source", SamplerConfig{Source: "bpf"}, ErrSource, "collector source"},
 		{"ebpf without targets", SamplerConfig{Source: SourceEBPF}, ErrTracerConfig, "target ports"},
 		{"port 0", SamplerConfig{Source: SourceProc, Ports: []uint16{0}}, ErrBadPort, ""},
 	} {

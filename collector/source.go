@@ -38,7 +38,7 @@ func ValidateSource(s string) error {
 	case "", SourceAuto, SourceNetlink, SourceProc, SourceEBPF:
 		return nil
 	}
-	return fmt.Errorf("--collector-source %q: %w (accepted: auto, ebpf, netlink, proc)", s, ErrSource)
+	return fmt.Errorf("collector source %q: %w (accepted: auto, ebpf, netlink, proc)", s, ErrSource)
 }
 
 // StateQuery says which sockets to count and how.

@@ -70,8 +70,8 @@ func StateFromSS(s string) (name string, ok bool) {
 // unconnected socket and silently count the wrong thing.
 var ErrBadPort = errors.New("port outside 1-65535")
 
-// ValidatePorts checks ports typed by a user (flag named by flag, e.g.
-// "--port") and returns them deduplicated in the order given.
+// ValidatePorts checks ports typed by a user (named by what, the flag that
+// gave them) and returns them deduplicated in the order given.
 func ValidatePorts(flag string, ports []int) ([]uint16, error) {
 	out := make([]uint16, 0, len(ports))
 	seen := map[int]bool{}

@@ -47,7 +47,7 @@ one line is printed per interval. Ctrl-C ends it.`,
 				return usagef("--interval %v: accepted: a duration of at least %v, e.g. 1s, 250ms", interval, collector.MinInterval)
 			}
 			if err := collector.ValidateSource(source); err != nil {
-				return asUsage(err)
+				return usagef("--collector-source: %v", err)
 			}
 			if format != "text" && format != "json" {
 				return usagef("--format %q: accepted: text or json", format)

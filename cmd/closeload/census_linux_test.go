@@ -20,29 +20,16 @@ func TestPrefilledTimeWait(t *testing.T) {
 		if err := os.WriteFile("/proc/sys/net/ipv4/tcp_max_tw_buckets", []byte("400\n"), 0); err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { c.Read(make([]byte, 1)); c.Close() }()
-			}
-		}()
+		addr := answeringServer(t, 0, "")
 		for range 300 { // the client closes first: 300 TIME_WAIT on the listener's port
-			c, err := net.Dial("tcp", ln.Addr().String())
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			c.Close()
 		}
 		out := filepath.Join(t.TempDir(), "r.json")
-		code, stdout, stderr := run(t, "run", "--target", ln.Addr().String(), "-s", "full-close", "-c", "1", "--cycles", "20", "--response-size", "0", "--interval", "50ms", "--out", out)
+		code, stdout, stderr := run(t, "run", "--target", addr, "-s", "full-close", "-c", "1", "--cycles", "20", "--response-size", "0", "--interval", "50ms", "--out", out)
 		if !strings.Contains(stderr, "already held") || !strings.Contains(stderr, "TIME_WAIT") {
 			t.Errorf("no warning of the full TIME_WAIT table (exit %d):\n%s", code, stderr)
 		}

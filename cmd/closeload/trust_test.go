@@ -201,26 +201,8 @@ func TestJSONSummary(t *testing.T) {
 // carry against a slow server: the summary says asked against achieved and
 // what limited it.
 func TestOpenLoopShortOfRate(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				c.Read(make([]byte, 64))
-				time.Sleep(20 * time.Millisecond)
-				c.Write([]byte("ok"))
-				c.Close()
-			}()
-		}
-	}()
-	code, stdout, stderr := run(t, "run", "--target", ln.Addr().String(), "-s", "full-close", "--rate", "2000", "-c", "1", "-d", "1s", "--out", filepath.Join(t.TempDir(), "r.json"))
+	addr := answeringServer(t, 20*time.Millisecond, "ok")
+	code, stdout, stderr := run(t, "run", "--target", addr, "-s", "full-close", "--rate", "2000", "-c", "1", "-d", "1s", "--out", filepath.Join(t.TempDir(), "r.json"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, stderr, stdout)
 	}
@@ -352,9 +334,10 @@ func TestSafeOutputs(t *testing.T) {
 	})
 }
 
-// serverFirstServer reads a request, answers and closes first, so the
-// TIME_WAIT of every connection is the server's.
-func serverFirstServer(t *testing.T) string {
+// answeringServer reads a request, waits delay, answers reply and closes
+// first (so TIME_WAIT of every connection the client does not close first
+// is the server's), until the test ends.
+func answeringServer(t *testing.T, delay time.Duration, reply string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -369,7 +352,8 @@ func serverFirstServer(t *testing.T) string {
 			}
 			go func() {
 				c.Read(make([]byte, 64))
-				c.Write([]byte("response"))
+				time.Sleep(delay)
+				c.Write([]byte(reply))
 				c.Close()
 			}()
 		}
@@ -381,7 +365,7 @@ func serverFirstServer(t *testing.T) string {
 // the summary and the record put its TIME_WAIT on the target's side, not
 // the client's.
 func TestExternalTargetSides(t *testing.T) {
-	addr := serverFirstServer(t)
+	addr := answeringServer(t, 0, "response")
 	out := filepath.Join(t.TempDir(), "r.json")
 	code, stdout, stderr := run(t, "run", "--target", addr, "-s", "full-close", "-c", "2", "--cycles", "300", "--interval", "100ms", "--collector-source", "netlink", "--out", out)
 	if code != 0 {

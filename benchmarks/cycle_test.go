@@ -22,39 +22,54 @@ func BenchmarkCycle(b *testing.B) {
 			if info.Scenario == workload.StreamEcho {
 				size = 16 << 10
 			}
-			target, err := workload.StartTarget(workload.TargetConfig{
-				Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenarios: []workload.Scenario{info.Scenario},
-				Acceptors: 8, RequestSize: size, ResponseSize: 16, Timeout: 5 * time.Second,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer target.Close()
-			pool, err := workload.NewPool(workload.Config{
-				Mix: workload.NewMix(info.Scenario), Targets: target.Addrs(), Conns: 8,
-				Sources: workload.DefaultSources(netip.MustParseAddr("127.0.0.1")), Cycles: uint64(b.N),
-				Duration: time.Hour, RequestSize: size, ResponseSize: 16, Timeout: 5 * time.Second,
-			}, collector.NewLatencySink(1))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			start := time.Now()
-			if err := pool.Run(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			el := time.Since(start)
-			b.StopTimer()
-			c := pool.Counts(0)
-			if c.ErrorTotal() > uint64(b.N)/100+1 {
-				b.Fatalf("%d errors in %d cycles: %v", c.ErrorTotal(), b.N, c.Errors)
-			}
-			b.ReportMetric(float64(c.Cycles)/el.Seconds(), "cycles/s")
+			target := startTarget(b, info.Scenario, size)
+			churn(b, target, info.Scenario, size)
 			if info.Scenario == workload.StreamEcho {
 				b.SetBytes(int64(size))
 			}
 		})
 	}
+}
+
+// startTarget starts the built-in target of one scenario on loopback, 8
+// acceptors, closed when the benchmark ends.
+func startTarget(b *testing.B, s workload.Scenario, requestSize int) *workload.Target {
+	b.Helper()
+	target, err := workload.StartTarget(workload.TargetConfig{
+		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenarios: []workload.Scenario{s},
+		Acceptors: 8, RequestSize: requestSize, ResponseSize: 16, Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { target.Close() })
+	return target
+}
+
+// churn makes b.N connections of scenario s against target with 8 workers
+// over the default loopback sources, timed alone, and reports cycles/s.
+func churn(b *testing.B, target *workload.Target, s workload.Scenario, requestSize int) {
+	b.Helper()
+	pool, err := workload.NewPool(workload.Config{
+		Mix: workload.NewMix(s), Targets: target.Addrs(), Conns: 8,
+		Sources: workload.DefaultSources(netip.MustParseAddr("127.0.0.1")), Cycles: uint64(b.N),
+		Duration: time.Hour, RequestSize: requestSize, ResponseSize: 16, Timeout: 5 * time.Second,
+	}, collector.NewLatencySink(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := pool.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	c := pool.Counts(0)
+	if c.ErrorTotal() > uint64(b.N)/100+1 {
+		b.Fatalf("%d errors in %d cycles: %v", c.ErrorTotal(), b.N, c.Errors)
+	}
+	b.ReportMetric(float64(c.Cycles)/el.Seconds(), "cycles/s")
 }
 
 // BenchmarkRecordPhases measures what a worker pays to record one

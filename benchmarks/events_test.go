@@ -1,10 +1,8 @@
 package benchmarks
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -123,14 +121,7 @@ func BenchmarkEventsChurn(b *testing.B) {
 			name = "tracer"
 		}
 		b.Run(name, func(b *testing.B) {
-			target, err := workload.StartTarget(workload.TargetConfig{
-				Listen: netip.MustParseAddrPort("127.0.0.1:0"), Scenarios: []workload.Scenario{workload.ClientHalfClose},
-				Acceptors: 8, RequestSize: 16, ResponseSize: 16, Timeout: 5 * time.Second,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer target.Close()
+			target := startTarget(b, workload.ClientHalfClose, 16)
 			if on {
 				tr, err := collector.OpenTracer(collector.TracerConfig{Targets: []collector.TracerTarget{{Port: target.Addrs()[0].Port(), Scenario: "client-halfclose"}}})
 				if errors.Is(err, collector.ErrTracerUnavailable) {
@@ -141,23 +132,7 @@ func BenchmarkEventsChurn(b *testing.B) {
 				}
 				defer tr.Close()
 			}
-			pool, err := workload.NewPool(workload.Config{
-				Mix: workload.NewMix(workload.ClientHalfClose), Targets: target.Addrs(), Conns: 8,
-				Sources: workload.DefaultSources(netip.MustParseAddr("127.0.0.1")), Cycles: uint64(b.N),
-				Duration: time.Hour, RequestSize: 16, ResponseSize: 16, Timeout: 5 * time.Second,
-			}, collector.NewLatencySink(1))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			start := time.Now()
-			if err := pool.Run(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			el := time.Since(start)
-			b.StopTimer()
-			c := pool.Counts(0)
-			b.ReportMetric(float64(c.Cycles)/el.Seconds(), "cycles/s")
+			churn(b, target, workload.ClientHalfClose, 16)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package benchmarks
 import (
 	"context"
 	"fmt"
-	"github.com/closeload/closeload/internal/binarytest"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/closeload/closeload/internal/binarytest"
 
 	"github.com/closeload/closeload/results"
 	"github.com/closeload/closeload/sysctl"

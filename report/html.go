@@ -31,7 +31,7 @@ func WriteHTML(dir string, c *Comparison, runs []*results.Run) error {
 	if err := pageTemplate.Execute(&b, page); err != nil {
 		return fmt.Errorf("html: %w", err)
 	}
-	return results.WriteFileAtomic(filepath.Join(dir, "index.html"), b.Bytes())
+	return results.WriteOutput(filepath.Join(dir, "index.html"), b.Bytes())
 }
 
 type htmlPage struct {

@@ -147,7 +147,7 @@ func WritePlots(dir string, c *Comparison) ([]string, error) {
 				return paths, fmt.Errorf("plot %s: %w", p.Name, err)
 			}
 			path := filepath.Join(dir, p.Name+"."+f.ext)
-			if err := results.WriteFileAtomic(path, b.Bytes()); err != nil {
+			if err := results.WriteOutput(path, b.Bytes()); err != nil {
 				return paths, err
 			}
 			paths = append(paths, path)

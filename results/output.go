@@ -165,11 +165,6 @@ func WriteOutput(path string, data []byte) error {
 	return &SavedElsewhere{Target: path, Path: saved, Err: err}
 }
 
-// WriteFileAtomic is WriteOutput under its former name.
-//
-// Deprecated: use WriteOutput.
-func WriteFileAtomic(path string, data []byte) error { return WriteOutput(path, data) }
-
 // writeTarget writes data to path by the rules of WriteOutput, without
 // the fallback.
 func writeTarget(path string, data []byte) error {

@@ -108,5 +108,5 @@ func (h *hlogRecorder) write(path string, base time.Time) error {
 	if err := results.WriteHlog(&buf, base, comment, h.entries); err != nil {
 		return err
 	}
-	return results.WriteFileAtomic(path, buf.Bytes())
+	return results.WriteOutput(path, buf.Bytes())
 }

@@ -476,7 +476,7 @@ func writeIndex(dir string, idx *MatrixIndex) error {
 	if err != nil {
 		return err
 	}
-	return results.WriteFileAtomic(filepath.Join(dir, MatrixIndexFile), append(data, '\n'))
+	return results.WriteOutput(filepath.Join(dir, MatrixIndexFile), append(data, '\n'))
 }
 
 // ReadMatrixIndex reads results/<matrix-id>/index.json.

@@ -82,7 +82,7 @@ significant with that many repeats.`,
 				if _, err := cmd.OutOrStdout().Write(b.Bytes()); err != nil {
 					return err
 				}
-			} else if err := results.WriteFileAtomic(out, b.Bytes()); err != nil {
+			} else if err := results.WriteOutput(out, b.Bytes()); err != nil {
 				return err
 			}
 			if plotsDir != "" {
@@ -103,7 +103,7 @@ significant with that many repeats.`,
 				if err := c.WriteHlog(&hb); err != nil {
 					return err
 				}
-				if err := results.WriteFileAtomic(hlogPath, hb.Bytes()); err != nil {
+				if err := results.WriteOutput(hlogPath, hb.Bytes()); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "closeload report: histogram log %s\n", hlogPath)

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/workload"
 )
@@ -131,6 +134,16 @@ func BenchmarkEventsChurn(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer tr.Close()
+				// The programs' own time per event, as the kernel counts it.
+				if st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
+					defer st.Close()
+				}
+				defer func() {
+					if runs, cost := tr.RunStats(); runs > 0 {
+						b.ReportMetric(float64(cost.Nanoseconds())/float64(runs), "prog-ns/event")
+						b.ReportMetric(float64(runs)/float64(b.N), "events/cycle")
+					}
+				}()
 			}
 			churn(b, target, workload.ClientHalfClose, 16)
 		})

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -19,17 +18,16 @@ import (
 	"github.com/closeload/closeload/results"
 )
 
-// tracefsRoot is where tracefs is (or gets) mounted.
-const tracefsRoot = "/sys/kernel/tracing"
-
-// maxTrackedSockets bounds the kernel's per-connection table of state
-// entry times; a connection that does not fit is still counted, only its
-// dwell is lost (KernelEvents.Untracked).
+// maxTrackedSockets sizes the kernel's table of the run's sockets (their
+// state entry times): preallocated, about 20 MiB. Beyond that many sockets
+// alive at once, the least recently changed lose their entry, and with it
+// the dwell of the state they are in.
 const maxTrackedSockets = 1 << 18
 
-// recentCloses bounds the kernel's memory of sockets that just moved to
-// CLOSE (for the state an abortive close's RST left); the oldest go first.
-const recentCloses = 1 << 14
+// maxCounterSlots bounds the per-CPU slots of the counter and dwell
+// arrays: CPUs beyond it share slots (the adds are atomic), which keeps a
+// read's cost and the maps' memory bounded on large machines.
+const maxCounterSlots = 8
 
 // Tracer counts the TCP state transitions and resets of the run's sockets in
 // the kernel. Open it before the workload starts (the target may already
@@ -41,21 +39,24 @@ type Tracer struct {
 	counters *ebpf.Map
 	dwell    *ebpf.Map
 	socks    *ebpf.Map
-	closed   *ebpf.Map
 	ctrMem   *ebpf.Memory
 	dwellMem *ebpf.Memory
 	progs    []*ebpf.Program
 	links    []link.Link
-	perfFDs  []int
 	reasons  map[int]string
 	methods  map[string]string
+
+	// slots is how many per-CPU copies the counter and dwell arrays hold;
+	// dwellLen the dwell buckets in one.
+	slots, dwellLen int
 
 	// missed0 is the programs' recursion misses when the tracer opened.
 	missed0 uint64
 
-	mu  sync.Mutex
-	buf []byte
-	ctr []uint64
+	mu    sync.Mutex
+	buf   []byte
+	ctr   []uint64
+	dwbuf []byte
 }
 
 // recursionMisses sums the kernel's count of events the programs missed
@@ -95,16 +96,15 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 	if cfg.NetnsInode > 0xffffffff {
 		return nil, fmt.Errorf("%w: netns inode %d does not fit 32 bits", ErrTracerConfig, cfg.NetnsInode)
 	}
-	formats, err := readTracepointFormats()
-	if err != nil {
-		return nil, err
-	}
 	off, err := loadKernelOffsets()
 	if err != nil {
 		return nil, unavailable("%v", err)
 	}
 	_ = rlimit.RemoveMemlock()
-	t := &Tracer{cfg: cfg, reasons: formats["tcp_send_reset"].Symbols("reason")}
+	t := &Tracer{cfg: cfg, reasons: off.resetReasons, slots: 1, dwellLen: len(cfg.Targets) * tracerSides * tracerStateIdx * dwellBuckets}
+	if n, err := ebpf.PossibleCPU(); err == nil {
+		t.slots = min(n, maxCounterSlots)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -115,64 +115,33 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 		return nil, err
 	}
 	mk := func() *progBuilder {
-		return &progBuilder{counters: t.counters.FD(), dwell: t.dwell.FD(), socks: t.socks.FD(), closed: t.closed.FD(), off: off, netns: uint32(cfg.NetnsInode), targets: cfg.Targets}
+		return &progBuilder{counters: t.counters.FD(), dwell: t.dwell.FD(), socks: t.socks.FD(), slots: t.slots, dwellLen: t.dwellLen,
+			off: off, netns: uint32(cfg.NetnsInode), targets: cfg.Targets}
 	}
-	type attach struct {
-		group, name string
-		ins         asm.Instructions
-	}
-	var progs []attach
-	{
-		f := formats["inet_sock_set_state"]
-		var fs setStateFields
-		if err := fieldOffsets(f, map[string]*int16{"skaddr": &fs.skaddr}, 8); err != nil {
-			return nil, err
-		}
-		if err := fieldOffsets(f, map[string]*int16{"oldstate": &fs.oldstate, "newstate": &fs.newstate}, 4); err != nil {
-			return nil, err
-		}
-		if err := fieldOffsets(f, map[string]*int16{"sport": &fs.sport, "dport": &fs.dport, "protocol": &fs.protocol}, 2); err != nil {
-			return nil, err
-		}
-		progs = append(progs, attach{"sock", "inet_sock_set_state", mk().buildSetState(fs)})
-	}
-	{
-		f := formats["tcp_send_reset"]
-		var fs sendResetFields
-		if err := fieldOffsets(f, map[string]*int16{"skbaddr": &fs.skbaddr, "skaddr": &fs.skaddr}, 8); err != nil {
-			return nil, err
-		}
-		if err := fieldOffsets(f, map[string]*int16{"state": &fs.state, "reason": &fs.reason}, 4); err != nil {
-			return nil, err
-		}
-		if err := fieldOffsets(f, map[string]*int16{"saddr": &fs.saddr, "daddr": &fs.daddr}, 28); err != nil {
-			return nil, err
-		}
-		progs = append(progs, attach{"tcp", "tcp_send_reset", mk().buildSendReset(fs)})
-	}
-	{
-		f := formats["tcp_receive_reset"]
-		var fs receiveResetFields
-		if err := fieldOffsets(f, map[string]*int16{"skaddr": &fs.skaddr}, 8); err != nil {
-			return nil, err
-		}
-		if err := fieldOffsets(f, map[string]*int16{"sport": &fs.sport, "dport": &fs.dport}, 2); err != nil {
-			return nil, err
-		}
-		progs = append(progs, attach{"tcp", "tcp_receive_reset", mk().buildReceiveReset(fs)})
-	}
-	for _, a := range progs {
-		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "cl_" + a.name[:min(len(a.name), 12)], Type: ebpf.TracePoint, License: "GPL", Instructions: a.ins})
+	for _, a := range []struct {
+		tracepoint string
+		ins        asm.Instructions
+	}{
+		{"inet_sock_set_state", mk().buildSetState()},
+		{"tcp_send_reset", mk().buildSendReset()},
+		{"tcp_receive_reset", mk().buildReceiveReset()},
+	} {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name: "cl_" + a.tracepoint[:min(len(a.tracepoint), 12)], Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+			AttachTo: a.tracepoint, License: "GPL", Instructions: a.ins,
+		})
 		if err != nil {
 			if errors.Is(err, os.ErrPermission) {
-				return nil, unavailable("loading the %s program: %v", a.name, err)
+				return nil, unavailable("loading the %s program: %v", a.tracepoint, err)
 			}
-			return nil, unavailable("the kernel refused the %s program: %v", a.name, err)
+			return nil, unavailable("the kernel refused the %s program: %v", a.tracepoint, err)
 		}
 		t.progs = append(t.progs, p)
-		if err := t.attach(p, formats[a.name].ID); err != nil {
-			return nil, unavailable("attaching to tracepoint %s:%s: %v", a.group, a.name, err)
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			return nil, unavailable("attaching to tracepoint %s: %v", a.tracepoint, err)
 		}
+		t.links = append(t.links, l)
 	}
 	t.methods = tracerMethods(off, timewaitLifetimeProbe())
 	t.buf = make([]byte, 8*ctrCount)
@@ -180,24 +149,6 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 	t.missed0 = t.recursionMisses()
 	ok = true
 	return t, nil
-}
-
-// attach opens the tracepoint's perf event by the ID its format file gave
-// and links the program to it, so nothing after reading the formats needs
-// tracefs.
-func (t *Tracer) attach(p *ebpf.Program, id uint32) error {
-	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: uint64(id), Sample_type: unix.PERF_SAMPLE_RAW, Sample: 1, Wakeup: 1}
-	fd, err := unix.PerfEventOpen(&attr, -1, 0, -1, unix.PERF_FLAG_FD_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("perf_event_open: %w", err)
-	}
-	t.perfFDs = append(t.perfFDs, fd)
-	l, err := link.AttachRawLink(link.RawLinkOptions{Target: fd, Program: p, Attach: ebpf.AttachPerfEvent})
-	if err != nil {
-		return err
-	}
-	t.links = append(t.links, l)
-	return nil
 }
 
 func (t *Tracer) createMaps() error {
@@ -217,12 +168,14 @@ func (t *Tracer) createMaps() error {
 		}
 		return m
 	}
-	t.counters = mk("cl_counters", ebpf.Array, 4, 8, ctrCount, unix.BPF_F_MMAPABLE)
-	t.dwell = mk("cl_dwell", ebpf.Array, 4, 8, dwellCount, unix.BPF_F_MMAPABLE)
-	t.socks = mk("cl_socks", ebpf.Hash, 8, 16, maxTrackedSockets, unix.BPF_F_NO_PREALLOC)
-	t.closed = mk("cl_closed", ebpf.LRUHash, 8, 8, recentCloses, 0)
+	t.counters = mk("cl_counters", ebpf.Array, 4, 8, uint32(t.slots*ctrCount), unix.BPF_F_MMAPABLE)
+	t.dwell = mk("cl_dwell", ebpf.Array, 4, 8, uint32(t.slots*t.dwellLen), unix.BPF_F_MMAPABLE)
 	if err != nil {
 		return err
+	}
+	t.socks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "cl_socks", Type: ebpf.LRUHash, KeySize: 8, ValueSize: sockSize, MaxEntries: maxTrackedSockets})
+	if err != nil {
+		return unavailable("creating BPF map cl_socks: %v", err)
 	}
 	if t.ctrMem, err = t.counters.Memory(); err != nil {
 		return unavailable("mapping the counters: %v", err)
@@ -231,110 +184,6 @@ func (t *Tracer) createMaps() error {
 		return unavailable("mapping the dwell histograms: %v", err)
 	}
 	return nil
-}
-
-func fieldOffsets(f TracepointFormat, want map[string]*int16, size int) error {
-	for name, dst := range want {
-		fl, err := f.Field(name, size)
-		if err != nil {
-			return unavailable("%v", err)
-		}
-		*dst = int16(fl.Offset)
-	}
-	return nil
-}
-
-// readTracepointFormats reads the three format files. Where tracefs is not
-// mounted, it is read through privateTracefs, so the host's mounts stay as
-// they were.
-func readTracepointFormats() (map[string]TracepointFormat, error) {
-	_, err := os.Stat(filepath.Join(tracefsRoot, "events"))
-	switch {
-	case err == nil:
-		return readFormatsAt(tracefsRoot)
-	case !errors.Is(err, os.ErrNotExist):
-		return nil, unavailable("tracefs: %v (needs root, or CAP_BPF and CAP_PERFMON with tracefs readable)", err)
-	}
-	var f map[string]TracepointFormat
-	if err := privateTracefs(func() error {
-		var err error
-		f, err = readFormatsAt(tracefsRoot)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-var (
-	tracefsOnce sync.Once
-	tracefsRun  chan func()
-	tracefsErr  error
-)
-
-// privateTracefs runs fn on one thread that has tracefs mounted in a mount
-// namespace of its own. The thread is started once and parked for the life
-// of the process: a thread that ended would take its mount namespace with
-// it, but also send the parent-death signal to any child process the Go
-// runtime happened to fork from it (the helpers and namespaced children
-// tests start with Pdeathsig).
-func privateTracefs(fn func() error) error {
-	tracefsOnce.Do(func() {
-		ready := make(chan error, 1)
-		tracefsRun = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked: the namespace is this thread's
-			err := unix.Unshare(unix.CLONE_NEWNS)
-			if err != nil {
-				err = unavailable("tracefs is not mounted and a private mount namespace to mount it in was refused: %v "+
-					"(needs root: CAP_SYS_ADMIN to mount tracefs, CAP_BPF and CAP_PERFMON to load the programs)", err)
-			} else if err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				err = unavailable("making a private mount namespace: %v", err)
-			} else if err = unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
-				err = unavailable("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)
-			}
-			ready <- err
-			if err != nil {
-				select {} // parked: this thread's namespace is no longer the process's
-			}
-			for f := range tracefsRun {
-				f()
-			}
-		}()
-		tracefsErr = <-ready
-	})
-	if tracefsErr != nil {
-		return tracefsErr
-	}
-	done := make(chan error, 1)
-	tracefsRun <- func() { done <- fn() }
-	return <-done
-}
-
-func readFormatsAt(root string) (map[string]TracepointFormat, error) {
-	files := map[string]string{
-		"inet_sock_set_state": "sock/inet_sock_set_state",
-		"tcp_send_reset":      "tcp/tcp_send_reset",
-		"tcp_receive_reset":   "tcp/tcp_receive_reset",
-	}
-	out := map[string]TracepointFormat{}
-	for name, rel := range files {
-		path := filepath.Join(root, "events", rel, "format")
-		fh, err := os.Open(path)
-		if err != nil {
-			return nil, unavailable("tracepoint %s: %v", rel, err)
-		}
-		f, err := ParseTracepointFormat(fh)
-		fh.Close()
-		if err != nil {
-			return nil, unavailable("%s: %v", path, err)
-		}
-		if f.ID == 0 {
-			return nil, unavailable("%s: no tracepoint ID", path)
-		}
-		out[name] = f
-	}
-	return out, nil
 }
 
 // timewaitLifetimeProbe tries to load a tracing (fentry) program on the
@@ -374,13 +223,16 @@ func tracerMethods(off kernelOffsets, twWhy string) map[string]string {
 	return m
 }
 
-// readCounters copies the counters from the mapping into t.ctr.
+// readCounters sums the first n counters of every slot into t.ctr.
 func (t *Tracer) readCounters(n int) error {
-	if _, err := t.ctrMem.ReadAt(t.buf[:8*n], 0); err != nil {
-		return fmt.Errorf("reading the tracer's counters: %w", err)
-	}
-	for i := 0; i < n; i++ {
-		t.ctr[i] = binary.NativeEndian.Uint64(t.buf[8*i:])
+	clear(t.ctr)
+	for sl := range t.slots {
+		if _, err := t.ctrMem.ReadAt(t.buf[:8*n], int64(8*sl*ctrCount)); err != nil {
+			return fmt.Errorf("reading the tracer's counters: %w", err)
+		}
+		for i := range n {
+			t.ctr[i] += binary.NativeEndian.Uint64(t.buf[8*i:])
+		}
 	}
 	return nil
 }
@@ -415,14 +267,15 @@ func (t *Tracer) Read() (*results.KernelEvents, error) {
 	if err := t.readCounters(ctrCount); err != nil {
 		return nil, err
 	}
-	groups := len(t.cfg.Targets) * tracerSides
-	b := make([]byte, 8*groups*tracerStateIdx*dwellBuckets)
-	if _, err := t.dwellMem.ReadAt(b, 0); err != nil {
-		return nil, fmt.Errorf("reading the tracer's dwell histograms: %w", err)
-	}
+	b := make([]byte, 8*t.dwellLen)
 	dwell := make([]uint64, dwellCount)
-	for i := 0; i < len(b)/8; i++ {
-		dwell[i] = binary.NativeEndian.Uint64(b[8*i:])
+	for sl := range t.slots {
+		if _, err := t.dwellMem.ReadAt(b, int64(8*sl*t.dwellLen)); err != nil {
+			return nil, fmt.Errorf("reading the tracer's dwell histograms: %w", err)
+		}
+		for i := range t.dwellLen {
+			dwell[i] += binary.NativeEndian.Uint64(b[8*i:])
+		}
 	}
 	ev, err := buildEvents(t.cfg, t.ctr, dwell, t.reasons, maps.Clone(t.methods))
 	if ev != nil {
@@ -437,19 +290,29 @@ func (t *Tracer) Close() error {
 		l.Close()
 	}
 	t.links = nil
-	for _, fd := range t.perfFDs {
-		unix.Close(fd)
-	}
-	t.perfFDs = nil
 	for _, p := range t.progs {
 		p.Close()
 	}
 	t.progs = nil
-	for _, m := range []*ebpf.Map{t.counters, t.dwell, t.socks, t.closed} {
+	for _, m := range []*ebpf.Map{t.counters, t.dwell, t.socks} {
 		if m != nil {
 			m.Close()
 		}
 	}
-	t.counters, t.dwell, t.socks, t.closed = nil, nil, nil, nil
+	t.counters, t.dwell, t.socks = nil, nil, nil
 	return nil
+}
+
+// RunStats returns how many times the tracer's programs ran and the time
+// they spent, as the kernel accounts it while BPF run-time statistics are
+// enabled (ebpf.EnableStats, as bpftool does); zero otherwise. It is the
+// tracer's own cost per event, free of the noise of a churn's rate.
+func (t *Tracer) RunStats() (runs uint64, cost time.Duration) {
+	for _, p := range t.progs {
+		if st, err := p.Stats(); err == nil {
+			runs += st.RunCount
+			cost += st.Runtime
+		}
+	}
+	return runs, cost
 }

@@ -6,30 +6,53 @@ import (
 	"github.com/cilium/ebpf/asm"
 )
 
-// progBuilder writes the tracer's programs with the asm package. Register
-// use across every program: R6 the tracepoint record, R7 the group
-// (target*2 + side), R8 the socket address, R9 scratch kept across calls.
-// The stack holds map keys and values:
+// progBuilder writes the tracer's programs with the asm package. They are
+// BTF-typed tracepoint programs: R1 is the array of the tracepoint's own
+// arguments (u64 each), pointers among them are typed by the kernel's BTF,
+// and the verifier lets the programs load struct fields through them
+// directly. Register use across every program: R6 the socket's storage (or
+// the tracepoint arguments), R7 the group (target*2 + side), R8 the socket,
+// R9 scratch kept across calls. The stack holds:
 const (
 	stkKey   = -8  // u32 array index
-	stkSock  = -16 // u64 socket address (hash key)
-	stkVal   = -32 // sockEntry: u64 entered ns, u32 state, u32 flags
+	stkCtr   = -16 // u64 first counter of this CPU's slot
+	stkDwell = -24 // u64 first dwell bucket of this CPU's slot
+	stkNow   = -32 // u64 now
 	stkRead  = -40 // probe_read destination
-	stkNow   = -48 // u64 now
-	stkFlags = -52 // u32 flags of the socket's entry
+	stkSock  = -48 // u64 socket address (the socket table's key)
+	stkVal   = -64 // a new entry of the socket table
 )
 
-// sockEntry flag: the socket sent or received a reset, so its move to
-// CLOSE is an abort, not a hand-over to a timewait mini-socket.
-const sockFlagReset = 1
+// The socket table maps a socket's address to the time it entered its
+// state, the state, and flags. It is an LRU hash: a socket's entry stays
+// after its move to CLOSE (the RST of an abortive close comes after it) and
+// goes when the table needs room, and an entry whose state is not the one a
+// transition leaves is stale (its address reused, or a transition missed)
+// and starts afresh.
+const (
+	sockEntered = 0  // u64 ns
+	sockState   = 8  // u32
+	sockFlags   = 12 // u32: sockFlagReset | closed-from state << 8
+	sockSize    = 16
+)
+
+// sockFlagReset: the socket sent or received a reset, so its move to CLOSE
+// is an abort, not a hand-over to a timewait mini-socket. sockFlagClosed:
+// bits 8-11 hold the state the socket left for CLOSE, under which the RST
+// of an abortive close (sent just after) counts.
+const (
+	sockFlagReset  = 1
+	sockFlagClosed = 2
+)
 
 type progBuilder struct {
 	ins      asm.Instructions
 	n        int
 	counters int // map fds
 	dwell    int
-	socks    int
-	closed   int // LRU hash: socket address -> state it left for CLOSE
+	socks    int // the socket table
+	slots    int // per-CPU slots of the counter and dwell arrays
+	dwellLen int // dwell buckets in one slot
 	off      kernelOffsets
 	netns    uint32
 	targets  []TracerTarget
@@ -42,11 +65,31 @@ func (p *progBuilder) label(prefix string) string {
 
 func (p *progBuilder) emit(ins ...asm.Instruction) { p.ins = append(p.ins, ins...) }
 
-// addOne adds 1 to u64 element idxReg of the array map fd; idxReg is
-// clobbered along with R0-R5.
-func (p *progBuilder) addOne(fd int, idxReg asm.Register) {
+// slot stores, on the stack, where this CPU's counters and dwell buckets
+// start: each CPU adds to a slot of its own (CPU number modulo the slots),
+// so the counters' cache lines do not bounce between CPUs. User space sums
+// the slots. Clobbers R0-R5.
+func (p *progBuilder) slot() {
+	p.emit(
+		asm.FnGetSmpProcessorId.Call(),
+		asm.Mod.Imm(asm.R0, int32(p.slots)),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.Mul.Imm(asm.R1, ctrCount),
+		asm.StoreMem(asm.RFP, stkCtr, asm.R1, asm.DWord),
+		asm.Mul.Imm(asm.R0, int32(p.dwellLen)),
+		asm.StoreMem(asm.RFP, stkDwell, asm.R0, asm.DWord),
+	)
+}
+
+// addOne adds 1 to u64 element idxReg of this CPU's slot of the array map
+// fd (base the stack slot holding the slot's start); idxReg is clobbered
+// along with R0-R5. The add is atomic: another program may interrupt this
+// one on the same CPU.
+func (p *progBuilder) addOne(fd int, base int16, idxReg asm.Register) {
 	skip := p.label("skip")
 	p.emit(
+		asm.LoadMem(asm.R2, asm.RFP, base, asm.DWord),
+		asm.Add.Reg(idxReg, asm.R2),
 		asm.StoreMem(asm.RFP, stkKey, idxReg, asm.Word),
 		asm.LoadMapPtr(asm.R1, fd),
 		asm.Mov.Reg(asm.R2, asm.RFP),
@@ -88,26 +131,36 @@ func (p *progBuilder) matchPorts(lport, rport asm.Register) {
 	)
 }
 
-// readKernel reads size bytes at src+off (src a register holding a kernel
-// pointer) into the stack slot stkRead, or jumps to exit.
-func (p *progBuilder) readKernel(src asm.Register, off uint32, size int32) {
+// matchSock sets R7 to the group of the socket in R8 (any struct
+// sock_common: full, request or timewait socket) by its ports, or jumps to
+// exit. A full socket moving to CLOSE has already given its port back
+// (inet_put_port zeroes skc_num); its inet_sport still holds the port.
+func (p *progBuilder) matchSock() {
+	have := p.label("lport")
 	p.emit(
-		asm.Mov.Reg(asm.R3, src),
-		asm.Add.Imm(asm.R3, int32(off)),
+		asm.LoadMem(asm.R1, asm.R8, int16(p.off.skcNum), asm.Half),
+		asm.JNE.Imm(asm.R1, 0, have),
+		asm.Mov.Reg(asm.R3, asm.R8),
+		asm.Add.Imm(asm.R3, int32(p.off.inetSport)),
 		asm.Mov.Reg(asm.R1, asm.RFP),
 		asm.Add.Imm(asm.R1, stkRead),
-		asm.Mov.Imm(asm.R2, size),
+		asm.Mov.Imm(asm.R2, 2),
 		asm.FnProbeReadKernel.Call(),
 		asm.JNE.Imm(asm.R0, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Half),
+		asm.HostTo(asm.BE, asm.R1, asm.Half),
+		asm.LoadMem(asm.R2, asm.R8, int16(p.off.skcDport), asm.Half).WithSymbol(have),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
 	)
+	p.matchPorts(asm.R1, asm.R2)
 }
 
-// checkNetnsOfNet jumps to exit unless the struct net * in R9 is the
+// checkNetnsOfNet jumps to exit unless the struct net * in R1 is the
 // followed namespace.
 func (p *progBuilder) checkNetnsOfNet() {
-	p.readKernel(asm.R9, p.off.netInum, 4)
 	p.emit(
-		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Word),
+		asm.JEq.Imm(asm.R1, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.R1, int16(p.off.netInum), asm.Word),
 		asm.JNE.Imm32(asm.R1, int32(p.netns), "exit"),
 	)
 }
@@ -115,23 +168,56 @@ func (p *progBuilder) checkNetnsOfNet() {
 // checkNetnsOfSock jumps to exit unless the socket in R8 lives in the
 // followed namespace.
 func (p *progBuilder) checkNetnsOfSock() {
-	p.readKernel(asm.R8, p.off.skNet, 8)
-	p.emit(asm.LoadMem(asm.R9, asm.RFP, stkRead, asm.DWord))
+	p.emit(asm.LoadMem(asm.R1, asm.R8, int16(p.off.skcNet), asm.DWord))
 	p.checkNetnsOfNet()
 }
 
-// markReset flags the socket in R8's entry, when it has one.
-func (p *progBuilder) markReset() {
-	skip := p.label("nomark")
+// entry sets R6 to the socket's entry in the socket table (keyed by the
+// address of the socket in R8), or to 0. With create, a missing entry is
+// added zeroed (state 0: no dwell from it) and R6 is 0 only when the table
+// refused it. Clobbers R0-R5.
+func (p *progBuilder) entry(create bool) {
+	done := p.label("entry")
 	p.emit(
 		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
 		asm.LoadMapPtr(asm.R1, p.socks),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkSock),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, skip),
-		asm.StoreImm(asm.R0, 12, sockFlagReset, asm.Word),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+		asm.Mov.Reg(asm.R6, asm.R0),
+	)
+	if !create {
+		return
+	}
+	p.emit(
+		asm.JNE.Imm(asm.R6, 0, done),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, stkVal, asm.R1, asm.DWord),
+		asm.StoreMem(asm.RFP, stkVal+8, asm.R1, asm.DWord),
+		asm.LoadMapPtr(asm.R1, p.socks),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkSock),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stkVal),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, done),
+		asm.LoadMapPtr(asm.R1, p.socks),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkSock),
+		asm.FnMapLookupElem.Call(),
+		asm.Mov.Reg(asm.R6, asm.R0),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(done),
+	)
+}
+
+// markReset flags the storage in R6, when there is one.
+func (p *progBuilder) markReset() {
+	p.emit(
+		asm.JEq.Imm(asm.R6, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.R6, sockFlags, asm.Word),
+		asm.Or.Imm(asm.R1, sockFlagReset),
+		asm.StoreMem(asm.R6, sockFlags, asm.R1, asm.Word),
 	)
 }
 
@@ -143,38 +229,35 @@ func (p *progBuilder) exit() asm.Instructions {
 	return p.ins
 }
 
-// setStateFields are the offsets in sock:inet_sock_set_state's record.
-type setStateFields struct{ skaddr, oldstate, newstate, sport, dport, protocol int16 }
-
-// buildSetState counts the transition, folds the time spent in the old
-// state into its dwell histogram, counts hand-overs to timewait sockets and
-// keeps the per-socket entry (deleted when the socket reaches CLOSE).
-func (p *progBuilder) buildSetState(f setStateFields) asm.Instructions {
+// buildSetState, on sock:inet_sock_set_state(sk, oldstate, newstate),
+// counts the transition, folds the time spent in the old state into its
+// dwell histogram, counts hand-overs to timewait sockets and keeps the
+// socket's entry time and state in its storage.
+func (p *progBuilder) buildSetState() asm.Instructions {
 	p.emit(
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R1, asm.R6, f.protocol, asm.Half),
-		asm.JNE.Imm(asm.R1, 6, "exit"), // IPPROTO_TCP
-		asm.LoadMem(asm.R1, asm.R6, f.sport, asm.Half),
-		asm.LoadMem(asm.R2, asm.R6, f.dport, asm.Half),
-	)
-	p.matchPorts(asm.R1, asm.R2)
-	p.emit(asm.LoadMem(asm.R8, asm.R6, f.skaddr, asm.DWord))
-	p.checkNetnsOfSock()
-	p.emit(
+		asm.LoadMem(asm.R8, asm.R1, 0, asm.DWord),
 		// R9 = old*16 + new
-		asm.LoadMem(asm.R9, asm.R6, f.oldstate, asm.Word),
+		asm.LoadMem(asm.R9, asm.R1, 8, asm.DWord),
 		asm.And.Imm(asm.R9, 15),
 		asm.LSh.Imm(asm.R9, 4),
-		asm.LoadMem(asm.R1, asm.R6, f.newstate, asm.Word),
-		asm.And.Imm(asm.R1, 15),
-		asm.Or.Reg(asm.R9, asm.R1),
+		asm.LoadMem(asm.R2, asm.R1, 16, asm.DWord),
+		asm.And.Imm(asm.R2, 15),
+		asm.Or.Reg(asm.R9, asm.R2),
+		asm.JEq.Imm(asm.R8, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.R8, int16(p.off.skProtocol), asm.Half),
+		asm.JNE.Imm(asm.R1, 6, "exit"), // IPPROTO_TCP
+	)
+	p.matchSock()
+	p.checkNetnsOfSock()
+	p.slot()
+	p.emit(
 		// transitions[g*256 + old*16 + new]++
 		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.LSh.Imm(asm.R1, 8),
 		asm.Add.Reg(asm.R1, asm.R9),
 		asm.Add.Imm(asm.R1, ctrTransitions),
 	)
-	p.addOne(p.counters, asm.R1)
+	p.addOne(p.counters, stkCtr, asm.R1)
 	p.emit(
 		// tcp_set_state to the state a socket is already in (a second close
 		// of a FIN_WAIT2 socket) is counted but leaves its entry time alone.
@@ -183,43 +266,30 @@ func (p *progBuilder) buildSetState(f setStateFields) asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.R9),
 		asm.And.Imm(asm.R2, 15),
 		asm.JEq.Reg(asm.R1, asm.R2, "exit"),
-		// Remember which socket just moved to CLOSE and from where: an
-		// abortive close (tcp_disconnect, tcp_close with unread data) sends
-		// its RST right after, and the reset counts under the state the
-		// connection was in. Keyed by socket, because on loopback the RST
-		// reaches the peer (and its own move to CLOSE) before the sender's
-		// tcp_send_reset fires; an LRU map forgets the closes no reset
-		// followed.
-		asm.JNE.Imm(asm.R2, StateClose, "notclosed"),
-		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
-		asm.StoreMem(asm.RFP, stkVal, asm.R1, asm.DWord),
-		asm.LoadMapPtr(asm.R1, p.closed),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, stkVal),
-		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
-		asm.FnMapUpdateElem.Call(),
-		asm.FnKtimeGetNs.Call().WithSymbol("notclosed"),
+	)
+	p.entry(true)
+	p.emit(
+		asm.JNE.Imm(asm.R6, 0, "stored"),
+		asm.Mov.Imm(asm.R1, ctrUntracked),
+	)
+	p.addOne(p.counters, stkCtr, asm.R1)
+	p.emit(
+		asm.Ja.Label("exit"),
+		asm.FnKtimeGetNs.Call().WithSymbol("stored"),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
-		asm.StoreImm(asm.RFP, stkFlags, 0, asm.Word),
-		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
-		asm.LoadMapPtr(asm.R1, p.socks),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "noentry"),
-		// An entry for another state is stale (an address reused without
-		// a CLOSE seen): no dwell from it.
-		asm.LoadMem(asm.R1, asm.R0, 8, asm.Word),
+		// An entry in another state than the one left is stale (an address
+		// reused, a transition missed), and a socket leaving CLOSE starts
+		// afresh (a new socket, a connect after a failed one or after
+		// tcp_disconnect): no dwell, no flags.
 		asm.Mov.Reg(asm.R2, asm.R9),
 		asm.RSh.Imm(asm.R2, 4),
-		asm.JNE.Reg(asm.R1, asm.R2, "noentry"),
-		asm.LoadMem(asm.R1, asm.R0, 12, asm.Word),
-		asm.StoreMem(asm.RFP, stkFlags, asm.R1, asm.Word),
+		asm.JEq.Imm(asm.R2, StateClose, "fresh"),
+		asm.LoadMem(asm.R1, asm.R6, sockState, asm.Word),
+		asm.JNE.Reg(asm.R1, asm.R2, "fresh"),
+		asm.LoadMem(asm.R1, asm.R6, sockEntered, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "nodwell"),
 		// R4 = dwell = now - entered
-		asm.LoadMem(asm.R4, asm.RFP, stkNow, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Mov.Reg(asm.R4, asm.R0),
 		asm.Sub.Reg(asm.R4, asm.R1),
 	)
 	p.dwellBucket() // R1 = bucket of R4
@@ -233,52 +303,40 @@ func (p *progBuilder) buildSetState(f setStateFields) asm.Instructions {
 		asm.Mul.Imm(asm.R2, dwellBuckets),
 		asm.Add.Reg(asm.R1, asm.R2),
 	)
-	p.addOne(p.dwell, asm.R1)
+	p.addOne(p.dwell, stkDwell, asm.R1)
 	p.emit(
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("noentry"),
-		// A move from FIN_WAIT2 or CLOSING to CLOSE without a reset is the
-		// hand-over to a timewait mini-socket (tcp_time_wait -> tcp_done).
+		asm.Ja.Label("nodwell"),
+		asm.StoreImm(asm.R6, sockFlags, 0, asm.Word).WithSymbol("fresh"),
+		// entered, state = now, new
+		asm.LoadMem(asm.R1, asm.RFP, stkNow, asm.DWord).WithSymbol("nodwell"),
+		asm.StoreMem(asm.R6, sockEntered, asm.R1, asm.DWord),
 		asm.Mov.Reg(asm.R1, asm.R9),
 		asm.And.Imm(asm.R1, 15),
-		asm.JNE.Imm(asm.R1, StateClose, "store"),
-		asm.LoadMem(asm.R1, asm.RFP, stkFlags, asm.Word),
-		asm.JNE.Imm(asm.R1, 0, "delete"),
+		asm.StoreMem(asm.R6, sockState, asm.R1, asm.Word),
+		asm.JNE.Imm(asm.R1, StateClose, "exit"),
+		// Moving to CLOSE: remember the state left, under which the RST of
+		// an abortive close (tcp_disconnect, tcp_close with unread data,
+		// sent right after) counts.
 		asm.Mov.Reg(asm.R1, asm.R9),
 		asm.RSh.Imm(asm.R1, 4),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.LSh.Imm(asm.R2, 8),
+		asm.Or.Imm(asm.R2, sockFlagClosed),
+		asm.LoadMem(asm.R3, asm.R6, sockFlags, asm.Word),
+		asm.And.Imm(asm.R3, sockFlagReset),
+		asm.Or.Reg(asm.R2, asm.R3),
+		asm.StoreMem(asm.R6, sockFlags, asm.R2, asm.Word),
+		// A move from FIN_WAIT2 or CLOSING to CLOSE without a reset is the
+		// hand-over to a timewait mini-socket (tcp_time_wait -> tcp_done).
+		asm.JNE.Imm(asm.R3, 0, "exit"),
 		asm.JEq.Imm(asm.R1, StateFinWait2, "handover"),
-		asm.JEq.Imm(asm.R1, StateClosing, "handover"),
-		asm.Ja.Label("delete"),
+		asm.JNE.Imm(asm.R1, StateClosing, "exit"),
 		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("handover"),
 		asm.LSh.Imm(asm.R2, 4),
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, ctrHandovers),
 	)
-	p.addOne(p.counters, asm.R1)
-	p.emit(
-		asm.LoadMapPtr(asm.R1, p.socks).WithSymbol("delete"),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.FnMapDeleteElem.Call(),
-		asm.Ja.Label("exit"),
-
-		asm.LoadMem(asm.R1, asm.RFP, stkNow, asm.DWord).WithSymbol("store"),
-		asm.StoreMem(asm.RFP, stkVal, asm.R1, asm.DWord),
-		asm.Mov.Reg(asm.R1, asm.R9),
-		asm.And.Imm(asm.R1, 15),
-		asm.StoreMem(asm.RFP, stkVal+8, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, asm.RFP, stkFlags, asm.Word),
-		asm.StoreMem(asm.RFP, stkVal+12, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, p.socks),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, stkVal),
-		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
-		asm.FnMapUpdateElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-		asm.Mov.Imm(asm.R1, ctrUntracked),
-	)
-	p.addOne(p.counters, asm.R1)
+	p.addOne(p.counters, stkCtr, asm.R1)
 	return p.exit()
 }
 
@@ -317,63 +375,79 @@ func (p *progBuilder) dwellBucket() {
 	)
 }
 
-// sendResetFields are the offsets in tcp:tcp_send_reset's record.
-type sendResetFields struct{ skbaddr, skaddr, state, reason, saddr, daddr int16 }
-
-// buildSendReset counts a sent RST by group, state and reason. Addresses
-// are sockaddr_in/in6 with the port in network order; saddr is the side
-// sending the reset. Without a socket (NO_SOCKET) the namespace is the
-// receiving device's.
-func (p *progBuilder) buildSendReset(f sendResetFields) asm.Instructions {
+// buildSendReset, on tcp:tcp_send_reset(sk, skb, reason), counts a sent RST
+// by group, state and reason. With a socket (full, request or timewait),
+// its ports and namespace say whose it is; without one (NO_SOCKET) the
+// TCP header of the segment it answers gives the ports, reversed, and the
+// receiving device the namespace.
+func (p *progBuilder) buildSendReset() asm.Instructions {
 	p.emit(
 		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R1, asm.R6, f.saddr+2, asm.Half),
-		asm.HostTo(asm.BE, asm.R1, asm.Half),
-		asm.LoadMem(asm.R2, asm.R6, f.daddr+2, asm.Half),
-		asm.HostTo(asm.BE, asm.R2, asm.Half),
-	)
-	p.matchPorts(asm.R1, asm.R2)
-	p.emit(
-		asm.LoadMem(asm.R8, asm.R6, f.skaddr, asm.DWord),
+		asm.LoadMem(asm.R8, asm.R6, 0, asm.DWord),
 		asm.JEq.Imm(asm.R8, 0, "nosock"),
 	)
+	p.matchSock()
 	p.checkNetnsOfSock()
-	p.emit(asm.Ja.Label("counted"))
-	p.emit(asm.LoadMem(asm.R9, asm.R6, f.skbaddr, asm.DWord).WithSymbol("nosock"))
-	if p.off.haveSkbDev {
-		p.emit(asm.JEq.Imm(asm.R9, 0, "exit"))
-		p.readKernel(asm.R9, p.off.skbDev, 8)
-		p.emit(asm.LoadMem(asm.R9, asm.RFP, stkRead, asm.DWord), asm.JEq.Imm(asm.R9, 0, "exit"))
-		p.readKernel(asm.R9, p.off.devNet, 8)
-		p.emit(asm.LoadMem(asm.R9, asm.RFP, stkRead, asm.DWord))
-		p.checkNetnsOfNet()
-	} else {
-		p.emit(asm.Ja.Label("exit"))
-	}
 	p.emit(
-		asm.LoadMem(asm.R1, asm.R6, f.state, asm.Word).WithSymbol("counted"),
-		asm.And.Imm(asm.R1, 15),
-		// A socket that just moved to CLOSE counts under the state it left.
-		asm.JNE.Imm(asm.R1, StateClose, "rststate"),
+		asm.LoadMem(asm.R9, asm.R8, int16(p.off.skcState), asm.Byte),
+		asm.Ja.Label("counted"),
+	)
+	if p.off.haveSkbDev {
+		p.emit(
+			asm.LoadMem(asm.R9, asm.R6, 8, asm.DWord).WithSymbol("nosock"),
+			asm.JEq.Imm(asm.R9, 0, "exit"),
+			// th = skb->data: source and destination ports, network order
+			asm.LoadMem(asm.R3, asm.R9, int16(p.off.skbData), asm.DWord),
+			asm.Mov.Reg(asm.R1, asm.RFP),
+			asm.Add.Imm(asm.R1, stkRead),
+			asm.Mov.Imm(asm.R2, 4),
+			asm.FnProbeReadKernel.Call(),
+			asm.JNE.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R1, asm.RFP, stkRead+2, asm.Half), // dest: the resetting side's
+			asm.HostTo(asm.BE, asm.R1, asm.Half),
+			asm.LoadMem(asm.R2, asm.RFP, stkRead, asm.Half),
+			asm.HostTo(asm.BE, asm.R2, asm.Half),
+		)
+		p.matchPorts(asm.R1, asm.R2)
+		p.emit(
+			asm.LoadMem(asm.R1, asm.R9, int16(p.off.skbDev), asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, "exit"),
+			asm.LoadMem(asm.R1, asm.R1, int16(p.off.devNet), asm.DWord),
+		)
+		p.checkNetnsOfNet()
+		p.emit(asm.Mov.Imm(asm.R9, 0)) // no socket: state unknown
+	} else {
+		p.emit(asm.Ja.Label("exit").WithSymbol("nosock"))
+	}
+	p.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("counted"))
+	p.slot()
+	p.emit(
+		asm.LoadMem(asm.R1, asm.R6, 16, asm.DWord), // reason
+		asm.StoreMem(asm.RFP, stkNow, asm.R1, asm.DWord),
+		asm.Mov.Imm(asm.R6, 0),
+		asm.And.Imm(asm.R9, 15),
 		asm.JEq.Imm(asm.R8, 0, "rststate"),
-		asm.StoreMem(asm.RFP, stkFlags, asm.R1, asm.Word),
-		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
-		asm.LoadMapPtr(asm.R1, p.closed),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.FnMapLookupElem.Call(),
-		asm.LoadMem(asm.R1, asm.RFP, stkFlags, asm.Word),
-		asm.JEq.Imm(asm.R0, 0, "rststate"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+	)
+	p.entry(false)
+	p.emit(
+		// A socket that just moved to CLOSE counts under the state it left.
+		asm.JNE.Imm(asm.R9, StateClose, "rststate"),
+		asm.JEq.Imm(asm.R6, 0, "rststate"),
+		asm.LoadMem(asm.R1, asm.R6, sockFlags, asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.And.Imm(asm.R2, sockFlagClosed),
+		asm.JEq.Imm(asm.R2, 0, "rststate"),
+		asm.RSh.Imm(asm.R1, 8),
 		asm.And.Imm(asm.R1, 15),
-		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("rststate"),
-		asm.LSh.Imm(asm.R2, 4),
-		asm.Add.Reg(asm.R1, asm.R2),
+		asm.Mov.Reg(asm.R9, asm.R1),
+		asm.Mov.Reg(asm.R1, asm.R7).WithSymbol("rststate"),
+		asm.LSh.Imm(asm.R1, 4),
+		asm.Add.Reg(asm.R1, asm.R9),
 		asm.Add.Imm(asm.R1, ctrResetsSent),
 	)
-	p.addOne(p.counters, asm.R1)
+	p.addOne(p.counters, stkCtr, asm.R1)
 	p.emit(
-		asm.LoadMem(asm.R1, asm.R6, f.reason, asm.Word),
+		asm.LoadMem(asm.R1, asm.RFP, stkNow, asm.DWord),
 		asm.JLT.Imm(asm.R1, tracerReasons, "reasonok"),
 		asm.Mov.Imm(asm.R1, tracerReasons-1),
 		asm.Mov.Reg(asm.R2, asm.R7).WithSymbol("reasonok"),
@@ -381,38 +455,31 @@ func (p *progBuilder) buildSendReset(f sendResetFields) asm.Instructions {
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, ctrReasons),
 	)
-	p.addOne(p.counters, asm.R1)
-	p.emit(asm.JEq.Imm(asm.R8, 0, "exit"))
+	p.addOne(p.counters, stkCtr, asm.R1)
 	p.markReset()
 	return p.exit()
 }
 
-// receiveResetFields are the offsets in tcp:tcp_receive_reset's record.
-type receiveResetFields struct{ skaddr, sport, dport int16 }
-
-// buildReceiveReset counts a received RST by group and the socket's state.
-func (p *progBuilder) buildReceiveReset(f receiveResetFields) asm.Instructions {
+// buildReceiveReset, on tcp:tcp_receive_reset(sk), counts a received RST by
+// group and the socket's state.
+func (p *progBuilder) buildReceiveReset() asm.Instructions {
 	p.emit(
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R1, asm.R6, f.sport, asm.Half),
-		asm.LoadMem(asm.R2, asm.R6, f.dport, asm.Half),
-	)
-	p.matchPorts(asm.R1, asm.R2)
-	p.emit(
-		asm.LoadMem(asm.R8, asm.R6, f.skaddr, asm.DWord),
+		asm.LoadMem(asm.R8, asm.R1, 0, asm.DWord),
 		asm.JEq.Imm(asm.R8, 0, "exit"),
 	)
+	p.matchSock()
 	p.checkNetnsOfSock()
-	p.readKernel(asm.R8, p.off.skState, 1)
+	p.slot()
 	p.emit(
-		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Byte),
+		asm.LoadMem(asm.R1, asm.R8, int16(p.off.skcState), asm.Byte),
 		asm.And.Imm(asm.R1, 15),
 		asm.Mov.Reg(asm.R2, asm.R7),
 		asm.LSh.Imm(asm.R2, 4),
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, ctrResetsRecv),
 	)
-	p.addOne(p.counters, asm.R1)
+	p.addOne(p.counters, stkCtr, asm.R1)
+	p.entry(false)
 	p.markReset()
 	return p.exit()
 }

@@ -21,16 +21,20 @@
 //
 // Kernel events come from the eBPF tracer (tracer*.go), where it is
 // permitted: programs written with cilium/ebpf's asm package (no compiler,
-// no object files) on the tracepoints sock:inet_sock_set_state,
+// no object files) on the BTF-typed tracepoints sock:inet_sock_set_state,
 // tcp:tcp_send_reset and tcp:tcp_receive_reset count, in the kernel, every
 // state transition and reset of the run's sockets (its network namespace
 // and target ports), per side and target port, and fold the time each
-// connection spent in each state into log-linear histograms. Field offsets
-// come from the tracepoints' format files under tracefs
-// (ParseTracepointFormat) and, for the few struct fields read through
-// bpf_probe_read_kernel, from the kernel's BTF. Nothing per connection
-// crosses to user space: a read is a copy of memory-mapped counters, so a
-// census derived from them costs the same for 10 or 100k sockets.
+// connection spent in each state into log-linear histograms. They read the
+// tracepoints' own arguments and the few struct fields they need at
+// offsets from the kernel's BTF, so no trace record is built and tracefs
+// is not needed. Each CPU adds to a slot of its own. On request
+// (TracerConfig.Timewait), three more programs on the timer tracepoints
+// follow the run's timewait mini-sockets, which the state tracepoint never
+// reports, from their timer's first arm to its expiry. Nothing per
+// connection crosses to user space: a read is a copy of memory-mapped
+// counters, so a census derived from them costs the same for 10 or 100k
+// sockets.
 //
 // Kernel counters come from /proc/net/netstat (TcpExt), /proc/net/snmp (Tcp)
 // and /proc/net/sockstat{,6}; CounterScope says which of them the kernel keeps

@@ -11,7 +11,7 @@ import (
 const SourceEBPF = "ebpf"
 
 // ErrTracerUnavailable marks a tracer that cannot run here: no privilege
-// (unprivileged user namespace, unprivileged_bpf_disabled), no tracefs or
+// (unprivileged user namespace, unprivileged_bpf_disabled), no BTF or
 // tracepoint, or a kernel whose records do not match. Callers fall back to
 // sock_diag or /proc; the wrapped message says why.
 var ErrTracerUnavailable = errors.New("eBPF tracer unavailable")
@@ -34,6 +34,11 @@ type TracerConfig struct {
 	// Targets are the target ports: a socket whose local port is one is the
 	// target's side of that scenario, one whose remote port is, the client's.
 	Targets []TracerTarget
+	// Timewait also measures the lifetime of the run's timewait
+	// mini-sockets, from the timer tracepoints: every timer of the machine
+	// (several per connection) then runs a short check, which costs a
+	// churn a few percent of its rate.
+	Timewait bool
 }
 
 // TracerTarget is one target port and the scenario its connections play
@@ -76,8 +81,19 @@ const (
 	ctrResetsRecv  = ctrResetsSent + tracerGroups*tracerStateIdx                 // + g*16 + state
 	ctrReasons     = ctrResetsRecv + tracerGroups*tracerStateIdx                 // + g*32 + reason
 	ctrHandovers   = ctrReasons + tracerGroups*tracerReasons                     // + g*16 + from state
-	ctrUntracked   = ctrHandovers + tracerGroups*tracerStateIdx                  // transitions not stored per socket
+	ctrTWKilled    = ctrHandovers + tracerGroups*tracerStateIdx                  // + g*16 + mini-socket state
+	ctrUntracked   = ctrTWKilled + tracerGroups*tracerStateIdx                   // transitions not stored per socket
 	ctrCount       = ctrUntracked + 1
+)
+
+// stateOrphanFinWait2 is where the dwell histograms keep the lifetime of
+// timewait mini-sockets in FIN_WAIT2 (orphans handed over by tcp_close):
+// not a state number of the kernel's, and named apart from the full
+// socket's FIN_WAIT2. A mini-socket in TIME_WAIT keeps StateTimeWait,
+// which full sockets never enter.
+const (
+	stateOrphanFinWait2     = 15
+	StateNameOrphanFinWait2 = "FIN_WAIT2_ORPHAN"
 )
 
 // Dwell histograms in the kernel are log-linear: 16 sub-buckets per power
@@ -188,14 +204,18 @@ func stateName(st int) string {
 	if st > 0 && st < NumStates && StateNames[st] != "" {
 		return StateNames[st]
 	}
-	if st == stateNewSynRecv {
+	switch st {
+	case stateNewSynRecv:
 		return "NEW_SYN_RECV"
+	case stateOrphanFinWait2:
+		return StateNameOrphanFinWait2
 	}
 	return "UNKNOWN"
 }
 
 // buildEvents turns the kernel's counters and dwell buckets into the record.
-func buildEvents(cfg TracerConfig, ctr, dwell []uint64, reasons map[int]string, methods map[string]string) (*results.KernelEvents, error) {
+// open counts the timewait mini-sockets still alive, by group*16 + state.
+func buildEvents(cfg TracerConfig, ctr, dwell, open []uint64, reasons map[int]string, methods map[string]string) (*results.KernelEvents, error) {
 	ev := &results.KernelEvents{Source: SourceEBPF, Methods: methods, Untracked: ctr[ctrUntracked]}
 	for t, tg := range cfg.Targets {
 		for sd := 0; sd < tracerSides; sd++ {
@@ -224,6 +244,12 @@ func buildEvents(cfg TracerConfig, ctr, dwell []uint64, reasons map[int]string, 
 				}
 				if c := ctr[ctrHandovers+g*tracerStateIdx+st]; c > 0 {
 					grp.TimeWaitHandovers = incr(grp.TimeWaitHandovers, stateName(st), c)
+				}
+				if c := ctr[ctrTWKilled+g*tracerStateIdx+st]; c > 0 {
+					grp.TimeWaitKilled = incr(grp.TimeWaitKilled, stateName(st), c)
+				}
+				if c := open[g*tracerStateIdx+st]; c > 0 {
+					grp.TimeWaitOpen = incr(grp.TimeWaitOpen, stateName(st), c)
 				}
 			}
 			for r := 0; r < tracerReasons; r++ {

@@ -30,8 +30,9 @@ type kernelOffsets struct {
 	// timer, from whose address the programs on the timer tracepoints find
 	// the mini-socket; twSubstate is its tw_substate (u8: TIME_WAIT, or
 	// FIN_WAIT2 for an orphan handed over by tcp_close).
-	twTimer    uint32
-	twSubstate uint32
+	twTimer       uint32
+	twSubstate    uint32
+	timerFunction uint32 // struct timer_list.function
 
 	// resetReasons names the values of enum sk_rst_reason (without the
 	// SK_RST_REASON_ prefix, as the tracepoint prints them).
@@ -63,6 +64,7 @@ func loadKernelOffsets() (kernelOffsets, error) {
 	o.skbData = get("sk_buff", "data")
 	o.twTimer = get("inet_timewait_sock", "tw_timer")
 	o.twSubstate = get("inet_timewait_sock", "tw_substate")
+	o.timerFunction = get("timer_list", "function")
 	if e != nil {
 		return o, e
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/closeload/closeload/kernel"
 	"github.com/closeload/closeload/results"
 )
 
@@ -23,6 +24,15 @@ import (
 // alive at once, the least recently changed lose their entry, and with it
 // the dwell of the state they are in.
 const maxTrackedSockets = 1 << 18
+
+// maxTrackedTimewait sizes the kernel's table of the run's timewait
+// mini-sockets (about 20 MiB, preallocated): net.ipv4.tcp_max_tw_buckets
+// is 262144 on most hosts, and beyond it the kernel makes no mini-socket.
+const maxTrackedTimewait = 1 << 18
+
+// socketPrograms is how many of Tracer.progs follow sockets (state
+// changes and resets); the timer programs, where they run, come after.
+const socketPrograms = 3
 
 // maxCounterSlots bounds the per-CPU slots of the counter and dwell
 // arrays: CPUs beyond it share slots (the adds are atomic), which keeps a
@@ -39,6 +49,7 @@ type Tracer struct {
 	counters *ebpf.Map
 	dwell    *ebpf.Map
 	socks    *ebpf.Map
+	tws      *ebpf.Map // nil where mini-socket lifetimes are not measured
 	ctrMem   *ebpf.Memory
 	dwellMem *ebpf.Memory
 	progs    []*ebpf.Program
@@ -59,11 +70,14 @@ type Tracer struct {
 	dwbuf []byte
 }
 
-// recursionMisses sums the kernel's count of events the programs missed
-// because another BPF program ran on the CPU.
+// recursionMisses sums the kernel's count of events the socket programs
+// missed because they were running already on the CPU (interrupted by a
+// softirq) or another BPF program was. The timer programs' misses are left
+// out: they run for every timer of the machine, nearly none of them the
+// run's.
 func (t *Tracer) recursionMisses() uint64 {
 	var n uint64
-	for _, p := range t.progs {
+	for _, p := range t.progs[:min(len(t.progs), socketPrograms)] {
 		if st, err := p.Stats(); err == nil {
 			n += st.RecursionMisses
 		}
@@ -126,24 +140,15 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 		{"tcp_send_reset", mk().buildSendReset()},
 		{"tcp_receive_reset", mk().buildReceiveReset()},
 	} {
-		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Name: "cl_" + a.tracepoint[:min(len(a.tracepoint), 12)], Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
-			AttachTo: a.tracepoint, License: "GPL", Instructions: a.ins,
-		})
-		if err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				return nil, unavailable("loading the %s program: %v", a.tracepoint, err)
-			}
-			return nil, unavailable("the kernel refused the %s program: %v", a.tracepoint, err)
+		if err := t.load(a.tracepoint, a.ins); err != nil {
+			return nil, err
 		}
-		t.progs = append(t.progs, p)
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			return nil, unavailable("attaching to tracepoint %s: %v", a.tracepoint, err)
-		}
-		t.links = append(t.links, l)
 	}
-	t.methods = tracerMethods(off, timewaitLifetimeProbe())
+	twWhy := "not asked for (a run of orphan-finwait2, one setting a timewait sysctl, or --timewait-lifetime measures it)"
+	if cfg.Timewait {
+		twWhy = t.followTimewait(off, mk)
+	}
+	t.methods = tracerMethods(off, twWhy)
 	t.buf = make([]byte, 8*ctrCount)
 	t.ctr = make([]uint64, ctrCount)
 	t.missed0 = t.recursionMisses()
@@ -186,36 +191,74 @@ func (t *Tracer) createMaps() error {
 	return nil
 }
 
-// timewaitLifetimeProbe tries to load a tracing (fentry) program on the
-// timewait teardown; the lifetime of mini-sockets is measurable only where
-// that works. It returns why it does not, or "".
-func timewaitLifetimeProbe() string {
+// load loads a program for a BTF-typed tracepoint and attaches it.
+func (t *Tracer) load(tracepoint string, ins asm.Instructions) error {
 	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: "inet_twsk_kill", License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		Name: "cl_" + tracepoint[:min(len(tracepoint), 12)], Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+		AttachTo: tracepoint, License: "GPL", Instructions: ins,
 	})
-	if errors.Is(err, os.ErrPermission) {
-		// cilium/ebpf adds a MEMLOCK hint to EPERM; memlock is not the
-		// cause on kernels that account BPF memory to the cgroup.
-		return "fentry on inet_twsk_kill refused: operation not permitted"
-	}
 	if err != nil {
-		return fmt.Sprintf("fentry on inet_twsk_kill refused: %v", err)
+		if errors.Is(err, os.ErrPermission) {
+			return unavailable("loading the %s program: %v", tracepoint, err)
+		}
+		return unavailable("the kernel refused the %s program: %v", tracepoint, err)
 	}
-	p.Close()
-	return "fentry on inet_twsk_kill loads here, but closeload does not attach it yet"
+	t.progs = append(t.progs, p)
+	l, err := link.AttachTracing(link.TracingOptions{Program: p})
+	if err != nil {
+		return unavailable("attaching to tracepoint %s: %v", tracepoint, err)
+	}
+	t.links = append(t.links, l)
+	return nil
+}
+
+// followTimewait attaches the programs that measure the lifetime of the
+// run's timewait mini-sockets from their timers. It returns why they do
+// not run, or "": the rest of the tracer works without them.
+func (t *Tracer) followTimewait(off kernelOffsets, mk func() *progBuilder) string {
+	addr, err := kernel.NewFS("").KernelSymbol("tw_timer_handler")
+	if err != nil {
+		return err.Error()
+	}
+	t.tws, err = ebpf.NewMap(&ebpf.MapSpec{Name: "cl_timewait", Type: ebpf.LRUHash, KeySize: 8, ValueSize: twSize, MaxEntries: maxTrackedTimewait})
+	if err != nil {
+		return fmt.Sprintf("creating BPF map cl_timewait: %v", err)
+	}
+	n := len(t.progs)
+	for _, a := range []struct {
+		tracepoint string
+		kind       int
+	}{{"timer_start", timerStart}, {"timer_cancel", timerCancel}, {"timer_expire_entry", timerExpire}} {
+		b := mk()
+		b.tws, b.twHandler = t.tws.FD(), addr
+		if err := t.load(a.tracepoint, b.buildTimer(a.kind)); err != nil {
+			for _, l := range t.links[n:] {
+				l.Close()
+			}
+			for _, p := range t.progs[n:] {
+				p.Close()
+			}
+			t.links, t.progs = t.links[:n], t.progs[:n]
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 func tracerMethods(off kernelOffsets, twWhy string) map[string]string {
 	m := map[string]string{
-		"transitions": "tracepoint sock:inet_sock_set_state, counted in the kernel",
-		"dwell": "per-socket entry time in a kernel hash map, folded on each transition into log-linear buckets " +
+		"transitions": "BTF-typed tracepoint sock:inet_sock_set_state, counted in the kernel",
+		"dwell": "per-socket entry time in a kernel LRU hash map, folded on each transition into log-linear buckets " +
 			"(16 per power of two) recorded at their midpoints",
-		"resets": "tracepoints tcp:tcp_send_reset (state in its record; a socket the kernel moved to CLOSE just before " +
-			"sending, an abortive close, counts under the state it left) and tcp:tcp_receive_reset (state read from the socket)",
-		"reset_reasons":       "enum sk_rst_reason of tcp:tcp_send_reset, names from its format file",
+		"resets": "BTF-typed tracepoints tcp:tcp_send_reset and tcp:tcp_receive_reset, state read from the socket (a socket " +
+			"the kernel moved to CLOSE just before sending, an abortive close, counts under the state it left)",
+		"reset_reasons":       "enum sk_rst_reason of tcp:tcp_send_reset, names from the kernel's BTF",
 		"time_wait_handovers": "FIN_WAIT2 or CLOSING -> CLOSE transitions of sockets that sent or received no reset",
-		"time_wait_lifetime":  "not measured: " + twWhy,
+		"time_wait_lifetime": "tracepoints timer:timer_start, timer_cancel and timer_expire_entry on the mini-socket's " +
+			"tw_timer: from its first arm (the hand-over) to its expiry, or to its last cancel for one killed early",
+	}
+	if twWhy != "" {
+		m["time_wait_lifetime"] = "not measured: " + twWhy
 	}
 	if !off.haveSkbDev {
 		m["resets"] += "; resets sent without a socket are not counted (no sk_buff.dev in BTF)"
@@ -277,11 +320,54 @@ func (t *Tracer) Read() (*results.KernelEvents, error) {
 			dwell[i] += binary.NativeEndian.Uint64(b[8*i:])
 		}
 	}
-	ev, err := buildEvents(t.cfg, t.ctr, dwell, t.reasons, maps.Clone(t.methods))
+	open, err := t.foldTimewait(dwell)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := buildEvents(t.cfg, t.ctr, dwell, open, t.reasons, maps.Clone(t.methods))
 	if ev != nil {
 		ev.Missed = t.recursionMisses() - t.missed0
 	}
 	return ev, err
+}
+
+// foldTimewait goes through the timewait table: a mini-socket cancelled
+// for longer than a re-arm takes was killed, and its lifetime and kill are
+// added to dwell and t.ctr (the kernel folds it only when its address is
+// armed again, and deletes it then, so nothing is counted twice); the rest
+// are still alive, counted per group and state in the result.
+func (t *Tracer) foldTimewait(dwell []uint64) ([]uint64, error) {
+	open := make([]uint64, tracerGroups*tracerStateIdx)
+	if t.tws == nil {
+		return open, nil
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil { // bpf_ktime_get_ns's clock
+		return nil, fmt.Errorf("reading the monotonic clock: %w", err)
+	}
+	now := uint64(ts.Nano())
+	var key uint64
+	var val [twSize]byte
+	it := t.tws.Iterate()
+	for it.Next(&key, &val) {
+		born := binary.NativeEndian.Uint64(val[twBorn:])
+		ended := binary.NativeEndian.Uint64(val[twEnded:])
+		where := binary.NativeEndian.Uint32(val[twWhere:])
+		g, st := int(where>>8), int(where&15)
+		if g >= len(t.cfg.Targets)*tracerSides {
+			continue
+		}
+		if ended == 0 || now-ended <= twRearm || ended < born {
+			open[g*tracerStateIdx+st]++
+			continue
+		}
+		dwell[(g*tracerStateIdx+st)*dwellBuckets+dwellBucketOf(ended-born)]++
+		t.ctr[ctrTWKilled+g*tracerStateIdx+st]++
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the tracer's timewait table: %w", err)
+	}
+	return open, nil
 }
 
 // Close detaches the programs and frees the maps.
@@ -294,12 +380,12 @@ func (t *Tracer) Close() error {
 		p.Close()
 	}
 	t.progs = nil
-	for _, m := range []*ebpf.Map{t.counters, t.dwell, t.socks} {
+	for _, m := range []*ebpf.Map{t.counters, t.dwell, t.socks, t.tws} {
 		if m != nil {
 			m.Close()
 		}
 	}
-	t.counters, t.dwell, t.socks = nil, nil, nil
+	t.counters, t.dwell, t.socks, t.tws = nil, nil, nil, nil
 	return nil
 }
 

@@ -33,7 +33,13 @@ import (
 // permitted unless the namespace tests are required.
 func openTracer(t *testing.T, targets []collector.TracerTarget) *collector.Tracer {
 	t.Helper()
-	tr, err := collector.OpenTracer(collector.TracerConfig{Targets: targets})
+	return openTracerConfig(t, collector.TracerConfig{Targets: targets})
+}
+
+// openTracerConfig opens a tracer of any config, skipping the same way.
+func openTracerConfig(t *testing.T, cfg collector.TracerConfig) *collector.Tracer {
+	t.Helper()
+	tr, err := collector.OpenTracer(cfg)
 	if errors.Is(err, collector.ErrTracerUnavailable) && os.Getuid() != 0 && os.Getenv(nstest.RequireEnv) != "1" {
 		t.Skipf("tracer: %v", err)
 	}

@@ -51,11 +51,15 @@ type progBuilder struct {
 	counters int // map fds
 	dwell    int
 	socks    int // the socket table
-	slots    int // per-CPU slots of the counter and dwell arrays
-	dwellLen int // dwell buckets in one slot
-	off      kernelOffsets
-	netns    uint32
-	targets  []TracerTarget
+	tws      int // the timewait table
+	// twHandler is the address of tw_timer_handler, the function of every
+	// timewait mini-socket's timer.
+	twHandler uint64
+	slots     int // per-CPU slots of the counter and dwell arrays
+	dwellLen  int // dwell buckets in one slot
+	off       kernelOffsets
+	netns     uint32
+	targets   []TracerTarget
 }
 
 func (p *progBuilder) label(prefix string) string {
@@ -91,15 +95,33 @@ func (p *progBuilder) addOne(fd int, base int16, idxReg asm.Register) {
 		asm.LoadMem(asm.R2, asm.RFP, base, asm.DWord),
 		asm.Add.Reg(idxReg, asm.R2),
 		asm.StoreMem(asm.RFP, stkKey, idxReg, asm.Word),
-		asm.LoadMapPtr(asm.R1, fd),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkKey),
-		asm.FnMapLookupElem.Call(),
+	)
+	p.mapCall(asm.FnMapLookupElem, fd, stkKey, 0)
+	p.emit(
 		asm.JEq.Imm(asm.R0, 0, skip),
 		asm.Mov.Imm(asm.R1, 1),
 		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
 	)
+}
+
+// mapCall calls a map helper on map fd with the key at the stack offset
+// key and, for an update (BPF_ANY), the value at val; for a lookup R0 is
+// the value or 0. Clobbers R0-R5.
+func (p *progBuilder) mapCall(fn asm.BuiltinFunc, fd int, key, val int16) {
+	p.emit(
+		asm.LoadMapPtr(asm.R1, fd),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(key)),
+	)
+	if fn == asm.FnMapUpdateElem {
+		p.emit(
+			asm.Mov.Reg(asm.R3, asm.RFP),
+			asm.Add.Imm(asm.R3, int32(val)),
+			asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		)
+	}
+	p.emit(fn.Call())
 }
 
 // matchPorts sets R7 to the group of a socket with local port in lport and
@@ -140,13 +162,9 @@ func (p *progBuilder) matchSock() {
 	p.emit(
 		asm.LoadMem(asm.R1, asm.R8, int16(p.off.skcNum), asm.Half),
 		asm.JNE.Imm(asm.R1, 0, have),
-		asm.Mov.Reg(asm.R3, asm.R8),
-		asm.Add.Imm(asm.R3, int32(p.off.inetSport)),
-		asm.Mov.Reg(asm.R1, asm.RFP),
-		asm.Add.Imm(asm.R1, stkRead),
-		asm.Mov.Imm(asm.R2, 2),
-		asm.FnProbeReadKernel.Call(),
-		asm.JNE.Imm(asm.R0, 0, "exit"),
+	)
+	p.probeRead(stkRead, asm.R8, p.off.inetSport, 2)
+	p.emit(
 		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Half),
 		asm.HostTo(asm.BE, asm.R1, asm.Half),
 		asm.LoadMem(asm.R2, asm.R8, int16(p.off.skcDport), asm.Half).WithSymbol(have),
@@ -180,10 +198,9 @@ func (p *progBuilder) entry(create bool) {
 	done := p.label("entry")
 	p.emit(
 		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
-		asm.LoadMapPtr(asm.R1, p.socks),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.FnMapLookupElem.Call(),
+	)
+	p.mapCall(asm.FnMapLookupElem, p.socks, stkSock, 0)
+	p.emit(
 		asm.Mov.Reg(asm.R6, asm.R0),
 	)
 	if !create {
@@ -194,18 +211,13 @@ func (p *progBuilder) entry(create bool) {
 		asm.Mov.Imm(asm.R1, 0),
 		asm.StoreMem(asm.RFP, stkVal, asm.R1, asm.DWord),
 		asm.StoreMem(asm.RFP, stkVal+8, asm.R1, asm.DWord),
-		asm.LoadMapPtr(asm.R1, p.socks),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, stkVal),
-		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
-		asm.FnMapUpdateElem.Call(),
+	)
+	p.mapCall(asm.FnMapUpdateElem, p.socks, stkSock, stkVal)
+	p.emit(
 		asm.JNE.Imm(asm.R0, 0, done),
-		asm.LoadMapPtr(asm.R1, p.socks),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkSock),
-		asm.FnMapLookupElem.Call(),
+	)
+	p.mapCall(asm.FnMapLookupElem, p.socks, stkSock, 0)
+	p.emit(
 		asm.Mov.Reg(asm.R6, asm.R0),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(done),
 	)
@@ -294,16 +306,11 @@ func (p *progBuilder) buildSetState() asm.Instructions {
 	)
 	p.dwellBucket() // R1 = bucket of R4
 	p.emit(
-		// dwell[((g*16 + old) * dwellBuckets) + bucket]++
 		asm.Mov.Reg(asm.R2, asm.R7),
-		asm.LSh.Imm(asm.R2, 4),
 		asm.Mov.Reg(asm.R3, asm.R9),
-		asm.RSh.Imm(asm.R3, 4),
-		asm.Add.Reg(asm.R2, asm.R3),
-		asm.Mul.Imm(asm.R2, dwellBuckets),
-		asm.Add.Reg(asm.R1, asm.R2),
+		asm.RSh.Imm(asm.R3, 4), // the state left
 	)
-	p.addOne(p.dwell, stkDwell, asm.R1)
+	p.addDwell()
 	p.emit(
 		asm.Ja.Label("nodwell"),
 		asm.StoreImm(asm.R6, sockFlags, 0, asm.Word).WithSymbol("fresh"),
@@ -338,6 +345,18 @@ func (p *progBuilder) buildSetState() asm.Instructions {
 	)
 	p.addOne(p.counters, stkCtr, asm.R1)
 	return p.exit()
+}
+
+// addDwell adds one to bucket R1 of the dwell histogram of group R2 and
+// state R3: dwell[((group*16 + state) * dwellBuckets) + bucket]++.
+func (p *progBuilder) addDwell() {
+	p.emit(
+		asm.LSh.Imm(asm.R2, 4),
+		asm.Add.Reg(asm.R2, asm.R3),
+		asm.Mul.Imm(asm.R2, dwellBuckets),
+		asm.Add.Reg(asm.R1, asm.R2),
+	)
+	p.addOne(p.dwell, stkDwell, asm.R1)
 }
 
 // dwellBucket computes in R1 the log-linear bucket of the value in R4 (see
@@ -481,5 +500,205 @@ func (p *progBuilder) buildReceiveReset() asm.Instructions {
 	p.addOne(p.counters, stkCtr, asm.R1)
 	p.entry(false)
 	p.markReset()
+	return p.exit()
+}
+
+// The timewait table maps a mini-socket's address to its life: when its
+// timer was first armed (the hand-over), when it was last cancelled (0:
+// armed), its ports, and its dwell index and group. Its value:
+const (
+	twBorn   = 0  // u64 ns
+	twEnded  = 8  // u64 ns of the last timer_cancel, 0 while armed
+	twPorts  = 16 // u32 local port << 16 | remote port
+	twWhere  = 20 // u32 dwell state index | group << 8
+	twSize   = 24
+	twRearm  = 1_000_000 // ns: a cancel this close before a start is one re-arm (mod_timer)
+	stkPorts = -72       // u16 remote, u16 local (probe_read destinations)
+	stkTWVal = -96       // a new entry of the timewait table
+)
+
+// Which timer tracepoint a timer program is on.
+const (
+	timerStart = iota
+	timerCancel
+	timerExpire
+)
+
+// twTimer sets R8 to the timewait mini-socket whose tw_timer is the
+// timer_list in the tracepoint's first argument, or exits for every other
+// timer of the machine: the one compare that every timer pays.
+func (p *progBuilder) twTimer() {
+	p.emit(
+		asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord),
+		asm.JEq.Imm(asm.R6, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.R6, int16(p.off.timerFunction), asm.DWord),
+		asm.LoadImm(asm.R2, int64(p.twHandler), asm.DWord),
+		asm.JNE.Reg(asm.R1, asm.R2, "exit"),
+		asm.Mov.Reg(asm.R8, asm.R6),
+		asm.Sub.Imm(asm.R8, int32(p.off.twTimer)),
+		asm.StoreMem(asm.RFP, stkSock, asm.R8, asm.DWord),
+	)
+}
+
+// probeRead reads size bytes at src+off (src a register holding a kernel
+// address) into the stack at dst, or exits. Clobbers R0-R5.
+func (p *progBuilder) probeRead(dst int16, src asm.Register, off uint32, size int32) {
+	p.emit(
+		asm.Mov.Reg(asm.R3, src),
+		asm.Add.Imm(asm.R3, int32(off)),
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, int32(dst)),
+		asm.Mov.Imm(asm.R2, size),
+		asm.FnProbeReadKernel.Call(),
+		asm.JNE.Imm(asm.R0, 0, "exit"),
+	)
+}
+
+// twLookup sets R6 to the mini-socket's entry in the timewait table, or 0.
+func (p *progBuilder) twLookup() {
+	p.mapCall(asm.FnMapLookupElem, p.tws, stkSock, 0)
+	p.emit(
+		asm.Mov.Reg(asm.R6, asm.R0),
+	)
+}
+
+// twFold folds the lifetime in R4 of the entry in R6 into the dwell
+// histogram of its group and state, and with killed counts it as ended
+// before its timer. Clobbers R0-R5 and R9; needs slot().
+func (p *progBuilder) twFold(killed bool) {
+	p.dwellBucket() // R1 = bucket of R4
+	p.emit(
+		asm.LoadMem(asm.R9, asm.R6, twWhere, asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R9),
+		asm.RSh.Imm(asm.R2, 8),
+		asm.Mov.Reg(asm.R3, asm.R9),
+		asm.And.Imm(asm.R3, 15),
+	)
+	p.addDwell()
+	if killed {
+		p.emit(
+			asm.Mov.Reg(asm.R1, asm.R9),
+			asm.RSh.Imm(asm.R1, 8),
+			asm.LSh.Imm(asm.R1, 4),
+			asm.And.Imm(asm.R9, 15),
+			asm.Add.Reg(asm.R1, asm.R9),
+			asm.Add.Imm(asm.R1, ctrTWKilled),
+		)
+		p.addOne(p.counters, stkCtr, asm.R1)
+	}
+}
+
+// buildTimer follows the run's timewait mini-sockets through the timer
+// tracepoints (timer:timer_start, timer:timer_cancel,
+// timer:timer_expire_entry), where no tracing program on their teardown is
+// needed: a mini-socket's life is its tw_timer's, armed at the hand-over
+// and expiring at its end (tcp_fin_timeout for an orphaned FIN_WAIT2, 60 s
+// for TIME_WAIT). A cancel not followed at once by a start (mod_timer's
+// re-arm) is a kill: a new connection took the addresses over, a reset, or
+// the namespace went; its lifetime is folded when the address is armed
+// again, or by user space (foldKilled).
+func (p *progBuilder) buildTimer(kind int) asm.Instructions {
+	p.twTimer()
+	switch kind {
+	case timerCancel:
+		p.twLookup()
+		p.emit(
+			asm.JEq.Imm(asm.R6, 0, "exit"),
+			asm.LoadMem(asm.R1, asm.R6, twEnded, asm.DWord),
+			asm.JNE.Imm(asm.R1, 0, "exit"),
+			asm.FnKtimeGetNs.Call(),
+			asm.StoreMem(asm.R6, twEnded, asm.R0, asm.DWord),
+		)
+		return p.exit()
+	case timerExpire:
+		p.twLookup()
+		p.emit(asm.JEq.Imm(asm.R6, 0, "exit"))
+		p.slot()
+		p.emit(
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(asm.R4, asm.R0),
+			asm.LoadMem(asm.R1, asm.R6, twBorn, asm.DWord),
+			asm.Sub.Reg(asm.R4, asm.R1),
+		)
+		p.twFold(false)
+		p.mapCall(asm.FnMapDeleteElem, p.tws, stkSock, 0)
+		return p.exit()
+	}
+	// timer_start: the ports first, to tell a re-arm from a new mini-socket
+	// at the address of one that was killed.
+	p.probeRead(stkPorts, asm.R8, p.off.skcDport, 2)
+	p.probeRead(stkPorts+2, asm.R8, p.off.skcNum, 2)
+	p.emit(
+		asm.LoadMem(asm.R9, asm.RFP, stkPorts+2, asm.Half),
+		asm.LSh.Imm(asm.R9, 16),
+		asm.LoadMem(asm.R1, asm.RFP, stkPorts, asm.Half),
+		asm.HostTo(asm.BE, asm.R1, asm.Half),
+		asm.Or.Reg(asm.R9, asm.R1), // R9 = local << 16 | remote
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
+	)
+	p.twLookup()
+	p.emit(
+		asm.JEq.Imm(asm.R6, 0, "new"),
+		asm.LoadMem(asm.R1, asm.R6, twEnded, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "new"), // armed without a cancel: a stale entry
+		asm.LoadMem(asm.R4, asm.RFP, stkNow, asm.DWord),
+		asm.Sub.Reg(asm.R4, asm.R1),
+		asm.JGT.Imm(asm.R4, twRearm, "killed"),
+		asm.LoadMem(asm.R2, asm.R6, twPorts, asm.Word),
+		asm.JNE.Reg(asm.R2, asm.R9, "killed"),
+		asm.Mov.Imm(asm.R1, 0), // the same mini-socket re-armed
+		asm.StoreMem(asm.R6, twEnded, asm.R1, asm.DWord),
+		asm.Ja.Label("exit"),
+		// The entry's mini-socket was killed at its cancel: fold its life.
+		asm.StoreMem(asm.RFP, stkTWVal+twPorts, asm.R9, asm.Word).WithSymbol("killed"), // R9 is clobbered by the fold
+	)
+	p.slot()
+	p.emit(
+		asm.LoadMem(asm.R4, asm.R6, twEnded, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R6, twBorn, asm.DWord),
+		asm.Sub.Reg(asm.R4, asm.R2),
+	)
+	p.twFold(true)
+	p.emit(
+		asm.LoadMem(asm.R9, asm.RFP, stkTWVal+twPorts, asm.Word),
+	)
+	p.mapCall(asm.FnMapDeleteElem, p.tws, stkSock, 0)
+	p.emit(
+		// A new mini-socket: is it the run's?
+		asm.Mov.Reg(asm.R1, asm.R9).WithSymbol("new"),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.Mov.Reg(asm.R2, asm.R9),
+		asm.And.Imm(asm.R2, 0xffff),
+	)
+	p.matchPorts(asm.R1, asm.R2)
+	p.probeRead(stkRead, asm.R8, p.off.skcNet, 8)
+	p.emit(
+		asm.LoadMem(asm.R6, asm.RFP, stkRead, asm.DWord), // R9 holds the ports
+		asm.JEq.Imm(asm.R6, 0, "exit"),
+	)
+	p.probeRead(stkRead, asm.R6, p.off.netInum, 4)
+	p.emit(
+		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Word),
+		asm.JNE.Imm32(asm.R1, int32(p.netns), "exit"),
+	)
+	p.probeRead(stkRead, asm.R8, p.off.twSubstate, 1)
+	p.emit(
+		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Byte),
+		asm.Mov.Imm(asm.R2, StateTimeWait),
+		asm.JEq.Imm(asm.R1, StateTimeWait, "where"),
+		asm.Mov.Imm(asm.R2, stateOrphanFinWait2),
+		asm.JNE.Imm(asm.R1, StateFinWait2, "exit"),
+		asm.Mov.Reg(asm.R1, asm.R7).WithSymbol("where"),
+		asm.LSh.Imm(asm.R1, 8),
+		asm.Or.Reg(asm.R2, asm.R1),
+		asm.StoreMem(asm.RFP, stkTWVal+twWhere, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, stkTWVal+twPorts, asm.R9, asm.Word),
+		asm.LoadMem(asm.R1, asm.RFP, stkNow, asm.DWord),
+		asm.StoreMem(asm.RFP, stkTWVal+twBorn, asm.R1, asm.DWord),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, stkTWVal+twEnded, asm.R1, asm.DWord),
+	)
+	p.mapCall(asm.FnMapUpdateElem, p.tws, stkSock, stkTWVal)
 	return p.exit()
 }

@@ -12,7 +12,8 @@ import (
 
 // closingStates are the states a close goes through, in that order: the
 // ones whose dwell the run summary shows.
-var closingStates = []string{"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
+// FIN_WAIT2_ORPHAN and TIME_WAIT are timewait mini-sockets' lifetimes.
+var closingStates = []string{"FIN_WAIT1", "FIN_WAIT2", "FIN_WAIT2_ORPHAN", "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
 
 // WriteKernelEvents prints the kernel-events block of the run summary: per
 // scenario and side, p50/p99 time in each closing state that was measured,
@@ -50,6 +51,12 @@ func WriteKernelEvents(w io.Writer, ev *results.KernelEvents) error {
 		if n := results.CountTotal(g.TimeWaitHandovers); n > 0 {
 			parts = append(parts, fmt.Sprintf("to TIME_WAIT %d (%s)", n, joinCounts(g.TimeWaitHandovers)))
 		}
+		if n := results.CountTotal(g.TimeWaitOpen); n > 0 {
+			parts = append(parts, fmt.Sprintf("mini-sockets alive at the end %d (%s)", n, joinCounts(g.TimeWaitOpen)))
+		}
+		if n := results.CountTotal(g.TimeWaitKilled); n > 0 {
+			parts = append(parts, fmt.Sprintf("mini-sockets ended before their timer %d (%s)", n, joinCounts(g.TimeWaitKilled)))
+		}
 		if n := results.CountTotal(g.ResetsSent); n > 0 {
 			s := fmt.Sprintf("RST sent %d in %s", n, joinCounts(g.ResetsSent))
 			if len(g.ResetReasons) > 0 {
@@ -64,7 +71,7 @@ func WriteKernelEvents(w io.Writer, ev *results.KernelEvents) error {
 			fmt.Fprintf(w, "  %s %s: %s\n", scenarioLabel(g), g.Side, strings.Join(parts, "; "))
 		}
 	}
-	if m, ok := ev.Methods["time_wait_lifetime"]; ok && !dwellMeasured(groups, "TIME_WAIT") {
+	if m := ev.Methods["time_wait_lifetime"]; strings.HasPrefix(m, "not measured") {
 		fmt.Fprintf(w, "  TIME_WAIT lifetime %s\n", m)
 	}
 	if ev.Untracked > 0 {
@@ -81,15 +88,6 @@ func scenarioLabel(g results.EventGroup) string {
 		return g.Scenario
 	}
 	return fmt.Sprintf("port %d", g.Port)
-}
-
-func dwellMeasured(groups []results.EventGroup, state string) bool {
-	for _, g := range groups {
-		if _, ok := g.Dwell[state]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // joinCounts prints "A 3, B 1", largest first, ties by name.

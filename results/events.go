@@ -46,7 +46,10 @@ type EventGroup struct {
 	// Transitions counts old -> new state changes, sorted by From then To.
 	Transitions []Transition `json:"transitions,omitempty"`
 	// Dwell maps a state to the time connections spent in it, from entering
-	// it to leaving it (same histogram geometry as the phases).
+	// it to leaving it (same histogram geometry as the phases). TIME_WAIT
+	// and FIN_WAIT2_ORPHAN are the lifetimes of timewait mini-sockets (an
+	// orphaned FIN_WAIT2 is handed to one, for tcp_fin_timeout), from the
+	// hand-over to the end of the mini-socket.
 	Dwell map[string]Phase `json:"dwell,omitempty"`
 	// ResetsSent and ResetsReceived count RSTs by the socket's state when
 	// the kernel sent or received them ("UNKNOWN": no socket). An abortive
@@ -59,6 +62,16 @@ type EventGroup struct {
 	// TimeWaitHandovers counts full sockets handed to a timewait
 	// mini-socket, by the state they left (FIN_WAIT2, CLOSING).
 	TimeWaitHandovers map[string]uint64 `json:"time_wait_handovers,omitempty"`
+	// TimeWaitKilled counts timewait mini-sockets that ended before their
+	// timer, by their state (TIME_WAIT, FIN_WAIT2_ORPHAN): taken over by a
+	// new connection of the same addresses and ports (tcp_tw_reuse, a SYN
+	// accepted in TIME_WAIT), reset, or their namespace deleted. Their
+	// lifetime is in Dwell with the ones that expired.
+	TimeWaitKilled map[string]uint64 `json:"time_wait_killed,omitempty"`
+	// TimeWaitOpen counts the mini-sockets still alive when the events were
+	// read, by state: their lifetime is not in Dwell (a run shorter than
+	// TIME_WAIT's 60 s ends with all of them open).
+	TimeWaitOpen map[string]uint64 `json:"time_wait_open,omitempty"`
 }
 
 // Transition is one kind of state change and how often it happened.
@@ -153,6 +166,8 @@ func (g *EventGroup) add(o EventGroup) error {
 	g.ResetsReceived = addCounts(g.ResetsReceived, o.ResetsReceived)
 	g.ResetReasons = addCounts(g.ResetReasons, o.ResetReasons)
 	g.TimeWaitHandovers = addCounts(g.TimeWaitHandovers, o.TimeWaitHandovers)
+	g.TimeWaitKilled = addCounts(g.TimeWaitKilled, o.TimeWaitKilled)
+	g.TimeWaitOpen = addCounts(g.TimeWaitOpen, o.TimeWaitOpen)
 	for state, ph := range o.Dwell {
 		if g.Dwell == nil {
 			g.Dwell = map[string]Phase{}

@@ -104,6 +104,13 @@ type Plan struct {
 	// Interval is the sampling interval of socket states and counters.
 	Interval        time.Duration `json:"interval"`
 	CollectorSource string        `json:"collector_source,omitempty"`
+	// TimewaitLifetime has the eBPF tracer also measure how long the run's
+	// timewait mini-sockets live (TIME_WAIT, orphaned FIN_WAIT2) through
+	// the timer tracepoints, which every timer of the machine then pays a
+	// check for (a few percent of a churn's rate). Validate turns it on
+	// for runs where that lifetime is the point: orphan-finwait2, or a
+	// sysctl that governs mini-sockets (timewaitSysctls).
+	TimewaitLifetime bool `json:"timewait_lifetime,omitempty"`
 	// Acceptors is the built-in target's threads per scenario (0: conns,
 	// at most 256).
 	Acceptors int `json:"acceptors,omitempty"`

@@ -154,7 +154,7 @@ func runHere(ctx context.Context, p *Plan, link *childLink, out Output) (*result
 			Workload: eng.live, MaxCPU: eng.samplerCPU(),
 		}
 		if tt := eng.tracerTargets(); len(tt) > 0 && len(tt) <= collector.MaxTracerTargets {
-			cfg.Tracer = &collector.TracerConfig{Targets: tt}
+			cfg.Tracer = &collector.TracerConfig{Targets: tt, Timewait: p.TimewaitLifetime}
 		}
 		sampler, samplerErr = collector.NewSampler(cfg)
 		if samplerErr == nil {

@@ -3,6 +3,7 @@ package runner
 import (
 	"math"
 	"net/netip"
+	"slices"
 
 	"github.com/closeload/closeload/collector"
 	"github.com/closeload/closeload/metrics"
@@ -22,6 +23,10 @@ const maxConns = 10000
 // size, the HTTP request, a storm's scenario and closer, the number of
 // processes, and, for a shard, its slice of the run. It is the one
 // validation of a run; a second call changes nothing.
+// timewaitSysctls govern timewait mini-sockets: a run that sets one
+// measures their lifetimes (Plan.TimewaitLifetime).
+var timewaitSysctls = []string{"net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_rfc1337"}
+
 func (p *Plan) Validate() error {
 	if p.RunID == "" {
 		p.RunID = NewRunID()
@@ -48,6 +53,14 @@ func (p *Plan) Validate() error {
 			return fieldErr("Mix", "%v", err)
 		}
 		p.Mix = m
+	}
+	if p.Mix.Has(workload.OrphanFinWait2) {
+		p.TimewaitLifetime = true
+	}
+	for _, a := range p.Sysctls {
+		if slices.Contains(timewaitSysctls, a.Key) {
+			p.TimewaitLifetime = true
+		}
 	}
 	if p.Conns < 1 || p.Conns > maxConns {
 		return fieldErr("Conns", "%d: want a whole number from 1 to %d (each worker is a thread; beyond that use several processes)", p.Conns, maxConns)

@@ -43,7 +43,7 @@ var planFlags = map[string]string{
 	"Conns": "--conns", "Rate": "--rate", "Arrival": "--arrival", "Duration": "--duration",
 	"Cycles": "--cycles", "Warmup": "--warmup", "Sources": "--source", "RequestSize": "--request-size",
 	"ResponseSize": "--response-size", "Request": "--request", "Hold": "--hold", "Timeout": "--timeout",
-	"Grace": "--grace", "Interval": "--interval", "CollectorSource": "--collector-source",
+	"Grace": "--grace", "Interval": "--interval", "CollectorSource": "--collector-source", "TimewaitLifetime": "--timewait-lifetime",
 	"Acceptors": "--acceptors", "Storm": "--storm", "Storm.Window": "--storm-window",
 	"Storm.Closer": "--closer", "Storm.CloseAt": "--storm-close-at", "Procs": "--procs",
 	"Shard": "--shard", "StartAt": "--start-at", "Sysctls": "--sysctl", "HostSysctl": "--host-sysctl",
@@ -99,6 +99,7 @@ func addRunFlags(fs *pflag.FlagSet, f *runFlags) {
 	fs.StringVar(&p.Hlog, "hlog", "", "also write an HdrHistogram interval log to this file")
 	fs.DurationVar(&p.Interval, "interval", p.Interval, "sampling interval of socket states and counters (min 10ms; default: a 20th of --duration, from 100ms to 1s)")
 	fs.StringVar(&f.collectorSource, "collector-source", f.collectorSource, "socket-state source: auto (the eBPF tracer where permitted, else netlink, else proc), ebpf, netlink or proc")
+	fs.BoolVar(&p.TimewaitLifetime, "timewait-lifetime", false, "with the eBPF tracer, also measure how long TIME_WAIT and orphaned FIN_WAIT2 mini-sockets live (every timer of the machine pays a check; on by default for orphan-finwait2 and runs setting tcp_fin_timeout, tcp_tw_reuse, tcp_max_tw_buckets or tcp_rfc1337)")
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "KEY=VALUE to set for this run (repeatable); in the run's fresh network namespace unless --host-sysctl")
 	fs.BoolVar(&p.HostSysctl, "host-sysctl", false, "apply --sysctl to the host (root; journaled and restored) instead of a fresh namespace")
 	fs.BoolVar(&f.isolate, "isolate", false, "require a fresh network namespace (the default with the built-in target, where permitted)")

@@ -166,8 +166,9 @@ func TestTracerTimewaitKilled(t *testing.T) {
 // TestTracerTimewaitRearm lets the server close while its clients'
 // orphans wait as FIN_WAIT2 mini-sockets: the FIN turns each into
 // TIME_WAIT and re-arms its timer for 60 s (a cancel and a start of the
-// same timer), which is neither an end nor a kill: after the 1 s
-// tcp_fin_timeout they are all still open.
+// same timer), which is neither an end nor a kill. Each orphan's FIN_WAIT2
+// life ends there, shorter than the 1 s tcp_fin_timeout, and its TIME_WAIT
+// begins: after that second they are all still open, in TIME_WAIT.
 func TestTracerTimewaitRearm(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
 		const n = 10
@@ -203,9 +204,10 @@ func TestTracerTimewaitRearm(t *testing.T) {
 		}
 		time.Sleep(1500 * time.Millisecond) // past tcp_fin_timeout
 		g := clientTimewait(t, tr, func(results.EventGroup) bool { return true })
-		if g.TimeWaitOpen[collector.StateNameOrphanFinWait2] != n || len(g.TimeWaitKilled) != 0 || g.Dwell[collector.StateNameOrphanFinWait2].Count != 0 {
-			t.Errorf("open %v, killed %v, ended %d; want all %d open (re-armed), none killed or ended", g.TimeWaitOpen, g.TimeWaitKilled,
-				g.Dwell[collector.StateNameOrphanFinWait2].Count, n)
+		orphan := g.Dwell[collector.StateNameOrphanFinWait2]
+		if g.TimeWaitOpen["TIME_WAIT"] != n || len(g.TimeWaitKilled) != 0 || orphan.Count != n || time.Duration(orphan.Max) >= time.Second {
+			t.Errorf("open %v, killed %v, FIN_WAIT2_ORPHAN %d up to %v; want %d open in TIME_WAIT, none killed, %d orphans under 1s",
+				g.TimeWaitOpen, g.TimeWaitKilled, orphan.Count, time.Duration(orphan.Max), n, n)
 		}
 	})
 }

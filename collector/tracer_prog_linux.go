@@ -649,6 +649,31 @@ func (p *progBuilder) buildTimer(kind int) asm.Instructions {
 		asm.JNE.Reg(asm.R2, asm.R9, "killed"),
 		asm.Mov.Imm(asm.R1, 0), // the same mini-socket re-armed
 		asm.StoreMem(asm.R6, twEnded, asm.R1, asm.DWord),
+		// An orphan's FIN_WAIT2 ends when the peer's FIN turns it into
+		// TIME_WAIT (and re-arms it for 60 s): fold that part, start this.
+		asm.LoadMem(asm.R1, asm.R6, twWhere, asm.Word),
+		asm.And.Imm(asm.R1, 15),
+		asm.JNE.Imm(asm.R1, stateOrphanFinWait2, "exit"),
+	)
+	p.probeRead(stkRead, asm.R8, p.off.twSubstate, 1)
+	p.emit(
+		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Byte),
+		asm.JNE.Imm(asm.R1, StateTimeWait, "exit"),
+	)
+	p.slot()
+	p.emit(
+		asm.LoadMem(asm.R4, asm.RFP, stkNow, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R6, twBorn, asm.DWord),
+		asm.Sub.Reg(asm.R4, asm.R1),
+	)
+	p.twFold(false)
+	p.emit(
+		asm.LoadMem(asm.R1, asm.RFP, stkNow, asm.DWord),
+		asm.StoreMem(asm.R6, twBorn, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R6, twWhere, asm.Word),
+		asm.And.Imm(asm.R1, ^15),
+		asm.Or.Imm(asm.R1, StateTimeWait),
+		asm.StoreMem(asm.R6, twWhere, asm.R1, asm.Word),
 		asm.Ja.Label("exit"),
 		// The entry's mini-socket was killed at its cancel: fold its life.
 		asm.StoreMem(asm.RFP, stkTWVal+twPorts, asm.R9, asm.Word).WithSymbol("killed"), // R9 is clobbered by the fold

@@ -11,7 +11,8 @@ import (
 )
 
 // closingStates are the states a close goes through, in that order: the
-// ones whose dwell the run summary shows.
+// ones whose kernel-measured dwell the run summary, a comparison and the
+// dwell plots show.
 // FIN_WAIT2_ORPHAN and TIME_WAIT are timewait mini-sockets' lifetimes.
 var closingStates = []string{"FIN_WAIT1", "FIN_WAIT2", "FIN_WAIT2_ORPHAN", "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
 

@@ -285,15 +285,11 @@ func scenarioMetrics(sc results.ScenarioResult, seconds float64, emit func(metri
 	}
 }
 
-// dwellStates are the closing states whose kernel-measured dwell a
-// comparison shows, in the order a close passes through them.
-var dwellStates = []string{"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
-
 // dwellMetrics emits the time the kernel kept the scenario's connections
 // in each closing state (eBPF tracer), per side: p50 and p99, so that a
 // matrix over tcp_fin_timeout shows its effect as a distribution.
 func dwellMetrics(g results.EventGroup, emit func(metricDef, float64)) {
-	for si, st := range dwellStates {
+	for si, st := range closingStates {
 		d, ok := g.Dwell[st]
 		if !ok || d.Count == 0 {
 			continue

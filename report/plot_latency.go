@@ -126,7 +126,7 @@ func (c *Comparison) dwellKeys(scenario string) []string {
 				if eg.Scenario != scenario {
 					continue
 				}
-				for _, st := range dwellStates {
+				for _, st := range closingStates {
 					if d, ok := eg.Dwell[st]; ok && d.Count > 0 {
 						seen[eg.Side+" "+st] = true
 					}
@@ -136,7 +136,7 @@ func (c *Comparison) dwellKeys(scenario string) []string {
 	}
 	var out []string
 	for _, side := range []string{results.SideClient, results.SideTarget} {
-		for _, st := range dwellStates {
+		for _, st := range closingStates {
 			if seen[side+" "+st] {
 				out = append(out, side+" "+st)
 			}

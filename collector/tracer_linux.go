@@ -144,7 +144,7 @@ func OpenTracer(cfg TracerConfig) (*Tracer, error) {
 			return nil, err
 		}
 	}
-	twWhy := "not asked for (a run of orphan-finwait2, one setting a timewait sysctl, or --timewait-lifetime measures it)"
+	twWhy := "not asked for (it is measured for orphan-finwait2, for runs that set tcp_fin_timeout, tcp_tw_reuse, tcp_max_tw_buckets or tcp_rfc1337, and on request)"
 	if cfg.Timewait {
 		twWhy = t.followTimewait(off, mk)
 	}

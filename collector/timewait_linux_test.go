@@ -77,14 +77,14 @@ func TestTracerOrphanLifetime(t *testing.T) {
 				(<-held).Close()
 			}
 		}()
-		g := clientTimewait(t, tr, func(g results.EventGroup) bool { return g.Dwell[collector.StateNameOrphanFinWait2].Count >= n })
-		d := g.Dwell[collector.StateNameOrphanFinWait2]
+		g := clientTimewait(t, tr, func(g results.EventGroup) bool { return g.Dwell[results.StateOrphanFinWait2].Count >= n })
+		d := g.Dwell[results.StateOrphanFinWait2]
 		// The timer wheel rounds a 1 s timer up by at most 1/8 of it; it
 		// counts from the current jiffy (up to 10 ms back), and the
 		// histogram records a bucket's midpoint (within 1/32).
 		lo, hi := finTimeout*95/100, finTimeout*5/4
 		if p50 := time.Duration(d.P50); d.Count != n || p50 < lo || p50 > hi {
-			t.Errorf("%s lifetime: %d mini-sockets, p50 %v; want %d, %v to %v", collector.StateNameOrphanFinWait2, d.Count, p50, n, lo, hi)
+			t.Errorf("%s lifetime: %d mini-sockets, p50 %v; want %d, %v to %v", results.StateOrphanFinWait2, d.Count, p50, n, lo, hi)
 		}
 		if g.TimeWaitHandovers["FIN_WAIT2"] != n || len(g.TimeWaitKilled) != 0 {
 			t.Errorf("hand-overs %v, killed %v; want FIN_WAIT2 %d, none killed", g.TimeWaitHandovers, g.TimeWaitKilled, n)
@@ -201,13 +201,13 @@ func TestTracerTimewaitRearm(t *testing.T) {
 			}
 			c.Close()
 		}
-		clientTimewait(t, tr, func(g results.EventGroup) bool { return g.TimeWaitOpen[collector.StateNameOrphanFinWait2] == n })
+		clientTimewait(t, tr, func(g results.EventGroup) bool { return g.TimeWaitOpen[results.StateOrphanFinWait2] == n })
 		for range n {
 			(<-held).Close()
 		}
 		time.Sleep(1500 * time.Millisecond) // past tcp_fin_timeout
 		g := clientTimewait(t, tr, func(results.EventGroup) bool { return true })
-		orphan := g.Dwell[collector.StateNameOrphanFinWait2]
+		orphan := g.Dwell[results.StateOrphanFinWait2]
 		if g.TimeWaitOpen["TIME_WAIT"] != n || len(g.TimeWaitKilled) != 0 || orphan.Count != n || time.Duration(orphan.Max) >= time.Second {
 			t.Errorf("open %v, killed %v, FIN_WAIT2_ORPHAN %d up to %v; want %d open in TIME_WAIT, none killed, %d orphans under 1s",
 				g.TimeWaitOpen, g.TimeWaitKilled, orphan.Count, time.Duration(orphan.Max), n, n)

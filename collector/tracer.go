@@ -91,10 +91,8 @@ const (
 // not a state number of the kernel's, and named apart from the full
 // socket's FIN_WAIT2. A mini-socket in TIME_WAIT keeps StateTimeWait,
 // which full sockets never enter.
-const (
-	stateOrphanFinWait2     = 15
-	StateNameOrphanFinWait2 = "FIN_WAIT2_ORPHAN"
-)
+// Its name is results.StateOrphanFinWait2.
+const stateOrphanFinWait2 = 15
 
 // Dwell histograms in the kernel are log-linear: 16 sub-buckets per power
 // of two. Values below 16 ns have a bucket each; a value d with highest
@@ -208,7 +206,7 @@ func stateName(st int) string {
 	case stateNewSynRecv:
 		return "NEW_SYN_RECV"
 	case stateOrphanFinWait2:
-		return StateNameOrphanFinWait2
+		return results.StateOrphanFinWait2
 	}
 	return "UNKNOWN"
 }

@@ -14,7 +14,7 @@ import (
 // ones whose kernel-measured dwell the run summary, a comparison and the
 // dwell plots show.
 // FIN_WAIT2_ORPHAN and TIME_WAIT are timewait mini-sockets' lifetimes.
-var closingStates = []string{"FIN_WAIT1", "FIN_WAIT2", "FIN_WAIT2_ORPHAN", "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
+var closingStates = []string{"FIN_WAIT1", "FIN_WAIT2", results.StateOrphanFinWait2, "CLOSING", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
 
 // WriteKernelEvents prints the kernel-events block of the run summary: per
 // scenario and side, p50/p99 time in each closing state that was measured,

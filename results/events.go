@@ -63,7 +63,7 @@ type EventGroup struct {
 	// mini-socket, by the state they left (FIN_WAIT2, CLOSING).
 	TimeWaitHandovers map[string]uint64 `json:"time_wait_handovers,omitempty"`
 	// TimeWaitKilled counts timewait mini-sockets that ended before their
-	// timer, by their state (TIME_WAIT, FIN_WAIT2_ORPHAN): taken over by a
+	// timer, by their state (TIME_WAIT, StateOrphanFinWait2): taken over by a
 	// new connection of the same addresses and ports (tcp_tw_reuse, a SYN
 	// accepted in TIME_WAIT), reset, or their namespace deleted. Their
 	// lifetime is in Dwell with the ones that expired.
@@ -73,6 +73,14 @@ type EventGroup struct {
 	// TIME_WAIT's 60 s ends with all of them open).
 	TimeWaitOpen map[string]uint64 `json:"time_wait_open,omitempty"`
 }
+
+// StateOrphanFinWait2 names, in EventGroup's Dwell, TimeWaitKilled and
+// TimeWaitOpen, timewait mini-sockets in FIN_WAIT2: orphans (closed by
+// their application, not yet by the peer) handed over for tcp_fin_timeout.
+// It keeps them apart from a full socket's FIN_WAIT2, the wait before the
+// hand-over. Mini-sockets in TIME_WAIT are "TIME_WAIT", which full sockets
+// never dwell in.
+const StateOrphanFinWait2 = "FIN_WAIT2_ORPHAN"
 
 // Transition is one kind of state change and how often it happened.
 type Transition struct {

@@ -15,12 +15,15 @@ import (
 	"github.com/closeload/closeload/results"
 )
 
-// clientTimewait reads the client side's events until cond holds of them
-// (bounded: the kernel ends mini-sockets from its timer wheel).
+// clientTimewait reads the client side's events until cond holds of them,
+// for at most 30 s: the kernel ends mini-sockets from its timer wheel, and
+// on a loaded machine a segment lost from the loopback backlog waits for
+// its retransmission.
 func clientTimewait(t *testing.T, tr *collector.Tracer, cond func(results.EventGroup) bool) results.EventGroup {
 	t.Helper()
 	var g results.EventGroup
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	var missed uint64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		ev, err := tr.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -28,6 +31,7 @@ func clientTimewait(t *testing.T, tr *collector.Tracer, cond func(results.EventG
 		if lt := ev.Methods["time_wait_lifetime"]; len(lt) > 12 && lt[:12] == "not measured" {
 			t.Fatalf("time_wait_lifetime: %s", lt)
 		}
+		missed = ev.Missed
 		if p := ev.Group("tw", results.SideClient); p != nil {
 			g = *p
 			if cond(g) {
@@ -35,7 +39,7 @@ func clientTimewait(t *testing.T, tr *collector.Tracer, cond func(results.EventG
 			}
 		}
 	}
-	t.Fatalf("client side never got there: %+v", g)
+	t.Fatalf("client side never got there (%d events missed): %+v", missed, g)
 	return g
 }
 

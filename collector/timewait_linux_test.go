@@ -3,6 +3,7 @@ package collector_test
 import (
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func clientTimewait(t *testing.T, tr *collector.Tracer, cond func(results.EventG
 		if err != nil {
 			t.Fatal(err)
 		}
-		if lt := ev.Methods["time_wait_lifetime"]; len(lt) > 12 && lt[:12] == "not measured" {
+		if lt := ev.Methods["time_wait_lifetime"]; strings.HasPrefix(lt, results.MethodNotMeasured) {
 			t.Fatalf("time_wait_lifetime: %s", lt)
 		}
 		missed = ev.Missed
@@ -43,6 +44,41 @@ func clientTimewait(t *testing.T, tr *collector.Tracer, cond func(results.EventG
 	return g
 }
 
+// makeOrphans sets tcp_fin_timeout to 1 s in the test's namespace, opens
+// a tracer following mini-sockets, and makes n connections whose clients
+// close while the server holds its end open (its connections come on
+// held), so each client's end becomes an orphaned FIN_WAIT2 mini-socket.
+func makeOrphans(t *testing.T, n int) (*collector.Tracer, chan net.Conn) {
+	t.Helper()
+	if err := kernel.NewFS("").WriteSysctl("net.ipv4.tcp_fin_timeout", "1"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	tr := openTracerConfig(t, collector.TracerConfig{Targets: []collector.TracerTarget{{Port: uint16(ln.Addr().(*net.TCPAddr).Port), Scenario: "tw"}}, Timewait: true})
+	held := make(chan net.Conn, n)
+	go func() {
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	for range n {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	return tr, held
+}
+
 // TestTracerOrphanLifetime checks the lifetime of orphaned FIN_WAIT2
 // mini-sockets against the namespace's tcp_fin_timeout: clients close
 // while the server holds its end open, so each orphan is handed to a
@@ -50,32 +86,7 @@ func clientTimewait(t *testing.T, tr *collector.Tracer, cond func(results.EventG
 func TestTracerOrphanLifetime(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
 		const n, finTimeout = 10, time.Second
-		if err := kernel.NewFS("").WriteSysctl("net.ipv4.tcp_fin_timeout", "1"); err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		tr := openTracerConfig(t, collector.TracerConfig{Targets: []collector.TracerTarget{{Port: uint16(ln.Addr().(*net.TCPAddr).Port), Scenario: "tw"}}, Timewait: true})
-		held := make(chan net.Conn, n)
-		go func() {
-			for range n {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				held <- c
-			}
-		}()
-		for range n {
-			c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
-		}
+		tr, held := makeOrphans(t, n)
 		defer func() { // after the orphans are gone: a FIN now would meet no mini-socket
 			for range n {
 				(<-held).Close()
@@ -179,32 +190,7 @@ func TestTracerTimewaitKilled(t *testing.T) {
 func TestTracerTimewaitRearm(t *testing.T) {
 	nstest.Run(t, func(t *testing.T) {
 		const n = 10
-		if err := kernel.NewFS("").WriteSysctl("net.ipv4.tcp_fin_timeout", "1"); err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		tr := openTracerConfig(t, collector.TracerConfig{Targets: []collector.TracerTarget{{Port: uint16(ln.Addr().(*net.TCPAddr).Port), Scenario: "tw"}}, Timewait: true})
-		held := make(chan net.Conn, n)
-		go func() {
-			for range n {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				held <- c
-			}
-		}()
-		for range n {
-			c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
-		}
+		tr, held := makeOrphans(t, n)
 		clientTimewait(t, tr, func(g results.EventGroup) bool { return g.TimeWaitOpen[results.StateOrphanFinWait2] == n })
 		for range n {
 			(<-held).Close()

@@ -64,10 +64,9 @@ type Tracer struct {
 	// missed0 is the programs' recursion misses when the tracer opened.
 	missed0 uint64
 
-	mu    sync.Mutex
-	buf   []byte
-	ctr   []uint64
-	dwbuf []byte
+	mu  sync.Mutex
+	buf []byte
+	ctr []uint64
 }
 
 // recursionMisses sums the kernel's count of events the socket programs
@@ -76,13 +75,20 @@ type Tracer struct {
 // out: they run for every timer of the machine, nearly none of them the
 // run's.
 func (t *Tracer) recursionMisses() uint64 {
-	var n uint64
-	for _, p := range t.progs[:min(len(t.progs), socketPrograms)] {
+	return sumStats(t.progs[:min(len(t.progs), socketPrograms)]).RecursionMisses
+}
+
+// sumStats adds up the kernel's statistics of programs.
+func sumStats(progs []*ebpf.Program) ebpf.ProgramStats {
+	var sum ebpf.ProgramStats
+	for _, p := range progs {
 		if st, err := p.Stats(); err == nil {
-			n += st.RecursionMisses
+			sum.Runtime += st.Runtime
+			sum.RunCount += st.RunCount
+			sum.RecursionMisses += st.RecursionMisses
 		}
 	}
-	return n
+	return sum
 }
 
 func unavailable(format string, args ...any) error {
@@ -258,7 +264,7 @@ func tracerMethods(off kernelOffsets, twWhy string) map[string]string {
 			"tw_timer: from its first arm (the hand-over) to its expiry, or to its last cancel for one killed early",
 	}
 	if twWhy != "" {
-		m["time_wait_lifetime"] = "not measured: " + twWhy
+		m["time_wait_lifetime"] = results.MethodNotMeasured + twWhy
 	}
 	if !off.haveSkbDev {
 		m["resets"] += "; resets sent without a socket are not counted (no sk_buff.dev in BTF)"
@@ -394,11 +400,6 @@ func (t *Tracer) Close() error {
 // enabled (ebpf.EnableStats, as bpftool does); zero otherwise. It is the
 // tracer's own cost per event, free of the noise of a churn's rate.
 func (t *Tracer) RunStats() (runs uint64, cost time.Duration) {
-	for _, p := range t.progs {
-		if st, err := p.Stats(); err == nil {
-			runs += st.RunCount
-			cost += st.Runtime
-		}
-	}
-	return runs, cost
+	st := sumStats(t.progs)
+	return st.RunCount, st.Runtime
 }

@@ -562,6 +562,29 @@ func (p *progBuilder) twLookup() {
 	)
 }
 
+// Where a mini-socket's life ends, for twFoldLife: now (the time on the
+// stack), or at the entry's last cancel.
+const (
+	twEndNow = iota
+	twEndCancel
+)
+
+// twFoldLife folds the life of the entry in R6, from its birth to end,
+// like twFold. Clobbers R0-R5 and R9.
+func (p *progBuilder) twFoldLife(end int, killed bool) {
+	p.slot()
+	load := asm.LoadMem(asm.R4, asm.RFP, stkNow, asm.DWord)
+	if end == twEndCancel {
+		load = asm.LoadMem(asm.R4, asm.R6, twEnded, asm.DWord)
+	}
+	p.emit(
+		load,
+		asm.LoadMem(asm.R1, asm.R6, twBorn, asm.DWord),
+		asm.Sub.Reg(asm.R4, asm.R1),
+	)
+	p.twFold(killed)
+}
+
 // twFold folds the lifetime in R4 of the entry in R6 into the dwell
 // histogram of its group and state, and with killed counts it as ended
 // before its timer. Clobbers R0-R5 and R9; needs slot().
@@ -612,15 +635,12 @@ func (p *progBuilder) buildTimer(kind int) asm.Instructions {
 		return p.exit()
 	case timerExpire:
 		p.twLookup()
-		p.emit(asm.JEq.Imm(asm.R6, 0, "exit"))
-		p.slot()
 		p.emit(
+			asm.JEq.Imm(asm.R6, 0, "exit"),
 			asm.FnKtimeGetNs.Call(),
-			asm.Mov.Reg(asm.R4, asm.R0),
-			asm.LoadMem(asm.R1, asm.R6, twBorn, asm.DWord),
-			asm.Sub.Reg(asm.R4, asm.R1),
+			asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
 		)
-		p.twFold(false)
+		p.twFoldLife(twEndNow, false)
 		p.mapCall(asm.FnMapDeleteElem, p.tws, stkSock, 0)
 		return p.exit()
 	}
@@ -660,13 +680,7 @@ func (p *progBuilder) buildTimer(kind int) asm.Instructions {
 		asm.LoadMem(asm.R1, asm.RFP, stkRead, asm.Byte),
 		asm.JNE.Imm(asm.R1, StateTimeWait, "exit"),
 	)
-	p.slot()
-	p.emit(
-		asm.LoadMem(asm.R4, asm.RFP, stkNow, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R6, twBorn, asm.DWord),
-		asm.Sub.Reg(asm.R4, asm.R1),
-	)
-	p.twFold(false)
+	p.twFoldLife(twEndNow, false)
 	p.emit(
 		asm.LoadMem(asm.R1, asm.RFP, stkNow, asm.DWord),
 		asm.StoreMem(asm.R6, twBorn, asm.R1, asm.DWord),
@@ -678,13 +692,7 @@ func (p *progBuilder) buildTimer(kind int) asm.Instructions {
 		// The entry's mini-socket was killed at its cancel: fold its life.
 		asm.StoreMem(asm.RFP, stkTWVal+twPorts, asm.R9, asm.Word).WithSymbol("killed"), // R9 is clobbered by the fold
 	)
-	p.slot()
-	p.emit(
-		asm.LoadMem(asm.R4, asm.R6, twEnded, asm.DWord),
-		asm.LoadMem(asm.R2, asm.R6, twBorn, asm.DWord),
-		asm.Sub.Reg(asm.R4, asm.R2),
-	)
-	p.twFold(true)
+	p.twFoldLife(twEndCancel, true)
 	p.emit(
 		asm.LoadMem(asm.R9, asm.RFP, stkTWVal+twPorts, asm.Word),
 	)

@@ -72,7 +72,7 @@ func WriteKernelEvents(w io.Writer, ev *results.KernelEvents) error {
 			fmt.Fprintf(w, "  %s %s: %s\n", scenarioLabel(g), g.Side, strings.Join(parts, "; "))
 		}
 	}
-	if m := ev.Methods["time_wait_lifetime"]; strings.HasPrefix(m, "not measured") {
+	if m := ev.Methods["time_wait_lifetime"]; strings.HasPrefix(m, results.MethodNotMeasured) {
 		fmt.Fprintf(w, "  TIME_WAIT lifetime %s\n", m)
 	}
 	if ev.Untracked > 0 {

@@ -74,6 +74,10 @@ type EventGroup struct {
 	TimeWaitOpen map[string]uint64 `json:"time_wait_open,omitempty"`
 }
 
+// MethodNotMeasured begins a KernelEvents.Methods entry whose figure was
+// not obtained; the rest says why.
+const MethodNotMeasured = "not measured: "
+
 // StateOrphanFinWait2 names, in EventGroup's Dwell, TimeWaitKilled and
 // TimeWaitOpen, timewait mini-sockets in FIN_WAIT2: orphans (closed by
 // their application, not yet by the peer) handed over for tcp_fin_timeout.
